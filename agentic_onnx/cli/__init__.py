@@ -1,0 +1,1 @@
+"""Thin Typer modules: parse, call the core, render. Rich is used only through `render`."""

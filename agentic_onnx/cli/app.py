@@ -1,0 +1,78 @@
+"""The root app: global options, the seed's root form, command groups, and the one error catch."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Annotated, get_type_hints
+
+import typer
+
+from agentic_onnx import __version__
+from agentic_onnx.cli.onnx import onnx_app
+from agentic_onnx.cli.options import CliState
+from agentic_onnx.cli.run import run_command
+
+app = typer.Typer(
+    name="agentic-onnx",
+    help="Private, cost-free, fast local LLM inference with ONNX Runtime GenAI.",
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,  # locals can hold API keys
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(onnx_app, name="onnx")
+app.command("run")(run_command)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentic-onnx {__version__}")
+        raise typer.Exit()
+
+
+def root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.",
+                                          callback=_show_version, is_eager=True)] = False,
+    **run_options: object,
+) -> None:
+    """Run a prompt with `--model M --task "..."` (as `run` does), or use a command below."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if run_options.get("task") is None and sys.stdin.isatty():
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+    run_command(**run_options)  # type: ignore[arg-type]
+
+
+def _with_run_options(callback):  # noqa: ANN001, ANN202
+    """Give the root callback `run`'s options, declared once in `run_command`."""
+    hints = {**get_type_hints(run_command, include_extras=True),
+             **get_type_hints(callback, include_extras=True)}
+    own = [p for p in inspect.signature(callback).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params = [p.replace(annotation=hints[p.name]) for p in
+              own + list(inspect.signature(run_command).parameters.values())]
+    callback.__signature__ = inspect.Signature(params)
+    callback.__annotations__ = {p.name: p.annotation for p in params}
+    return callback
+
+
+app.callback(invoke_without_command=True)(_with_run_options(root))
+
+
+def main() -> None:
+    """The console script: run the app; map our errors to one line and their exit code."""
+    from agentic_onnx.core.errors import AgenticError, ExitCode
+
+    try:
+        app()
+    except AgenticError as error:
+        if CliState.debug:
+            raise
+        from agentic_onnx.cli import render
+
+        render.error(error.one_line())
+        sys.exit(int(error.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))

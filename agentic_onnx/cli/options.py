@@ -1,0 +1,42 @@
+"""Options shared by several commands, declared once (the `hf` CLI's habit)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+class CliState:
+    """Process-wide flags set while parsing (read by `main` when it reports an error)."""
+
+    debug: bool = False
+
+
+def _set_debug(value: bool) -> bool:
+    if value:
+        CliState.debug = True
+    return value
+
+
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug, is_eager=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Model: a path to an onnxruntime-genai model folder."),
+]
+ExecutionProviderOpt = Annotated[
+    str,
+    typer.Option(
+        "--execution-provider", "-e",
+        help="auto | cpu | cuda | dml | webgpu. auto picks CUDA > DirectML > WebGPU > CPU "
+        "among those available and matching the model variant.",
+    ),
+]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", help="CPU threads for the model Default: physical cores."),
+]

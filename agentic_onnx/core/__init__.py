@@ -1,0 +1,1 @@
+"""The core: usable as a library, imports neither Typer nor Rich."""

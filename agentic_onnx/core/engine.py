@@ -1,0 +1,184 @@
+"""The streaming engine over onnxruntime-genai.
+
+`load_model` opens a checked model folder on the chosen execution provider (cached per process,
+so `chat` and `serve` load once); `LoadedModel.stream` applies the model's chat template, runs
+the generator loop and yields the typed events of `core.events`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentic_onnx.core.errors import GenerationError, PromptTooLongError
+from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
+from agentic_onnx.core.execution_provider import (
+    EP_LABELS,
+    available_execution_providers,
+    choose_execution_provider,
+)
+from agentic_onnx.core.model_folder import ModelFolder
+from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.stop_strings import StopStringMatcher
+
+Message = dict[str, str]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate. Not thread-safe: one generation at a time."""
+
+    folder: ModelFolder
+    execution_provider: str
+    threads: int
+    load_s: float
+    og_model: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    def render_prompt(self, messages: Sequence[Message]) -> str:
+        """The model's own chat template applied to `messages`, ready for the assistant's turn."""
+        try:
+            return self.tokenizer.apply_chat_template(
+                json.dumps(list(messages)), add_generation_prompt=True
+            )
+        except Exception as error:  # noqa: BLE001 - genai raises RuntimeError for template issues
+            raise GenerationError(
+                f"Could not apply the chat template of {self.folder.name} ({error}).",
+                "Check the model's tokenizer_config.json chat_template.",
+            ) from None
+
+    def encode(self, text: str) -> list[int]:
+        return [int(token) for token in self.tokenizer.encode(text)]
+
+    def generate_tokens(
+        self, prompt_tokens: Sequence[int], options: GenerationOptions
+    ) -> Iterator[int]:
+        """The bare decode loop: yields each new token id until EOS or the length limit."""
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(self.og_model)
+        params.set_search_options(**self._search_options(len(prompt_tokens), options))
+        generator = og.Generator(self.og_model, params)
+        generator.append_tokens(list(prompt_tokens))
+        while not generator.is_done():
+            generator.generate_next_token()
+            yield int(generator.get_next_tokens()[0])
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[StreamEvent]:
+        """Generate a reply to `messages`, yielding text deltas, then usage and finish."""
+        prompt_tokens = self.encode(self.render_prompt(messages))
+        max_length = self._max_length(len(prompt_tokens), options)
+        token_stream = self.tokenizer.create_stream()
+        stops = StopStringMatcher(options.stop)
+        eos = set(self.folder.eos_token_ids) | set(self._tokenizer_eos())
+        completion_tokens, reason, stopped = 0, "length", False
+        for token in self.generate_tokens(prompt_tokens, options):
+            completion_tokens += 1
+            if token in eos:
+                reason = "stop"
+                break
+            text, stopped = stops.feed(token_stream.decode(token))
+            if text:
+                yield TextDelta(text)
+            if stopped:
+                reason = "stop"
+                break
+            if len(prompt_tokens) + completion_tokens >= max_length:
+                break
+        rest = "" if stopped else stops.flush()
+        if rest:
+            yield TextDelta(rest)
+        yield Usage(prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens)
+        yield Finish(reason)  # type: ignore[arg-type]
+
+    def _tokenizer_eos(self) -> list[int]:
+        try:
+            return [int(i) for i in self.tokenizer.eos_token_ids]
+        except Exception:  # noqa: BLE001 - older builds lack the property
+            return []
+
+    def _max_length(self, prompt_length: int, options: GenerationOptions) -> int:
+        context = self.folder.context_length
+        if prompt_length >= context:
+            raise PromptTooLongError(prompt_length, context)
+        return min(prompt_length + options.max_tokens, context)
+
+    def _search_options(self, prompt_length: int, options: GenerationOptions) -> dict[str, Any]:
+        search: dict[str, Any] = {
+            "max_length": self._max_length(prompt_length, options),
+            "do_sample": not options.greedy,
+        }
+        if not options.greedy:
+            search.update(temperature=options.temperature, top_p=options.top_p,
+                          top_k=options.top_k)
+        if options.seed is not None:
+            search["random_seed"] = options.seed
+        return search
+
+
+_LOADED: dict[tuple[str, str, int], LoadedModel] = {}
+
+
+def load_model(
+    folder: ModelFolder,
+    execution_provider: str = "auto",
+    threads: int | None = None,
+    *,
+    available: Callable[[], list[str]] = available_execution_providers,
+) -> LoadedModel:
+    """Load `folder` on the chosen EP, once per process. In `auto`, a GPU EP that fails to
+    create its session falls back to the CPU with a warning; an explicit EP never does."""
+    from agentic_onnx.core.hardware import default_threads
+
+    threads = threads or default_threads()
+    choice = choose_execution_provider(execution_provider, folder, available())
+    key = (str(folder.path), choice.provider, threads)
+    if key in _LOADED:
+        cached = _LOADED[key]
+        return LoadedModel(**{**cached.__dict__, "load_s": 0.0, "warnings": []})
+    warnings = [choice.warning] if choice.warning else []
+    try:
+        loaded = _create(folder, choice.provider, threads)
+    except GenerationError as error:
+        if not choice.may_fall_back_to_cpu:
+            raise
+        warnings.append(f"{EP_LABELS[choice.provider]} failed to start ({error.message}); "
+                        "falling back to the CPU.")
+        loaded = _create(folder, "cpu", threads)
+    loaded.warnings = warnings
+    _LOADED[(str(folder.path), loaded.execution_provider, threads)] = loaded
+    return loaded
+
+
+def _create(folder: ModelFolder, provider: str, threads: int) -> LoadedModel:
+    import onnxruntime_genai as og
+
+    og.disable_telemetry_events()
+    started = time.perf_counter()
+    try:
+        config = og.Config(str(folder.path))
+        if provider == "cpu":
+            config.clear_providers()
+        elif provider not in folder.variant_providers:
+            config.clear_providers()
+            config.append_provider(provider)
+        config.overlay(json.dumps(
+            {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+        ))
+        og_model = og.Model(config)
+        tokenizer = og.Tokenizer(og_model)
+    except Exception as error:  # noqa: BLE001 - genai raises RuntimeError/OSError with its reason
+        raise GenerationError(
+            f"onnxruntime-genai could not load {folder.name} on {EP_LABELS[provider]}: {error}",
+            "Check that the model files are complete (`agentic-onnx onnx info` shows the install).",
+        ) from None
+    return LoadedModel(folder, provider, threads, time.perf_counter() - started, og_model, tokenizer)
+
+
+def clear_model_cache() -> None:
+    """Forget loaded models (tests, and `serve` when it unloads)."""
+    _LOADED.clear()

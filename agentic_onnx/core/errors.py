@@ -1,0 +1,76 @@
+"""The exception tree. Each error knows its exit code and the one line that says what to do next."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (README "Exit codes"); scripts rely on them, so they never change."""
+
+    OK = 0
+    RUNTIME_ERROR = 1
+    USAGE_ERROR = 2
+    MODEL_NOT_FOUND = 3
+    PROVIDER_ERROR = 4
+    EXECUTION_PROVIDER_UNAVAILABLE = 5
+    THRESHOLD_VIOLATED = 6
+    VERIFICATION_FAILED = 7
+    INTERRUPTED = 130
+
+
+class AgenticError(Exception):
+    """Base of every error we expect; anything else is a bug and keeps its traceback."""
+
+    exit_code: ExitCode = ExitCode.RUNTIME_ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and the next step, on one line."""
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class UsageError(AgenticError):
+    """Bad input from the user: an empty task, an option out of range."""
+
+    exit_code = ExitCode.USAGE_ERROR
+
+
+class PromptTooLongError(UsageError):
+    """The prompt does not fit in the model's context (the router treats this as overflow)."""
+
+    def __init__(self, prompt_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"The prompt is {prompt_tokens} tokens but the model's context holds {context_length}.",
+            "Shorten the prompt or use a model with a longer context.",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+
+
+class ModelNotFoundError(AgenticError):
+    """`--model` names nothing we can find."""
+
+    exit_code = ExitCode.MODEL_NOT_FOUND
+
+
+class InvalidModelError(AgenticError):
+    """A model folder exists but is not a usable onnxruntime-genai model."""
+
+    exit_code = ExitCode.MODEL_NOT_FOUND
+
+
+class ExecutionProviderUnavailableError(AgenticError):
+    """An explicitly requested execution provider cannot be used with this install or machine."""
+
+    exit_code = ExitCode.EXECUTION_PROVIDER_UNAVAILABLE
+
+
+class GenerationError(AgenticError):
+    """onnxruntime-genai failed while loading or generating."""
+
+    exit_code = ExitCode.RUNTIME_ERROR

@@ -1,0 +1,38 @@
+"""The typed events every provider yields: the one streaming contract.
+
+A stream is any number of `TextDelta`s, then exactly one `Usage` and one `Finish`.
+`run`, `chat`, `serve` and `benchmark` consume streams through `Response`, so timings and usage
+mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """New text for the user, safe to show: never half a character, never part of a stop string."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of the request, as the model's own tokenizer counts them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why generation ended: `stop` (end-of-sequence token or a stop string) or `length`."""
+
+    reason: FinishReason
+
+
+StreamEvent = Union[TextDelta, Usage, Finish]

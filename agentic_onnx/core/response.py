@@ -1,0 +1,113 @@
+"""A Response iterates a provider's event stream once and measures it, for every consumer.
+
+Timings (monotonic clock):
+- `ttft_ms`: from the start of the request (after the model is loaded) to the first visible text.
+- `decode_tokens_per_s`: completion tokens after the first, over the time after the first text.
+- `total_s`: from the start of the request to the end of the stream.
+`load_s` is set by whoever loaded the model (0 for a cached model).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from agentic_onnx.core.events import Finish, FinishReason, StreamEvent, TextDelta, Usage
+
+
+@dataclass
+class Timings:
+    load_s: float = 0.0
+    ttft_ms: float | None = None
+    decode_tokens_per_s: float | None = None
+    total_s: float = 0.0
+    prompt_tokens_per_s: float | None = None
+
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "load_s": round(self.load_s, 4),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "decode_tokens_per_s": (
+                None if self.decode_tokens_per_s is None else round(self.decode_tokens_per_s, 2)
+            ),
+            "total_s": round(self.total_s, 4),
+        }
+
+
+@dataclass
+class Response:
+    """Wraps one stream. Iterate it to consume events as they come; read the results after."""
+
+    events: Iterable[StreamEvent]
+    provider: str
+    model: str
+    execution_provider: str | None = None
+    load_s: float = 0.0
+    cost_usd: float = 0.0
+    chunks: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: FinishReason | None = None
+    _started: float | None = None
+    _first_text: float | None = None
+    _ended: float | None = None
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        self._started = time.perf_counter()
+        try:
+            for event in self.events:
+                if isinstance(event, TextDelta):
+                    if self._first_text is None:
+                        self._first_text = time.perf_counter()
+                    self.chunks.append(event.text)
+                elif isinstance(event, Usage):
+                    self.usage = event
+                elif isinstance(event, Finish):
+                    self.finish_reason = event.reason
+                yield event
+        finally:
+            self._ended = time.perf_counter()
+
+    def consume(self) -> Response:
+        """Run the stream to the end without looking at the events."""
+        for _ in self:
+            pass
+        return self
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    @property
+    def timings(self) -> Timings:
+        timings = Timings(load_s=self.load_s)
+        if self._started is None:
+            return timings
+        end = self._ended if self._ended is not None else time.perf_counter()
+        timings.total_s = end - self._started
+        if self._first_text is not None:
+            timings.ttft_ms = (self._first_text - self._started) * 1000.0
+            if self.usage and self.usage.prompt_tokens and timings.ttft_ms > 0:
+                timings.prompt_tokens_per_s = self.usage.prompt_tokens / (timings.ttft_ms / 1000)
+            decode_s = end - self._first_text
+            decoded_after_first = (self.usage.completion_tokens - 1) if self.usage else 0
+            if decoded_after_first > 0 and decode_s > 0:
+                timings.decode_tokens_per_s = decoded_after_first / decode_s
+        return timings
+
+    def to_json(self) -> dict[str, object]:
+        """The `--json` object of `run` (schema in README)."""
+        usage = self.usage or Usage(0, 0)
+        return {
+            "text": self.text,
+            "provider": self.provider,
+            "model": self.model,
+            "execution_provider": self.execution_provider,
+            "finish_reason": self.finish_reason,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            },
+            "timings": self.timings.to_json(),
+            "cost_usd": self.cost_usd,
+        }

@@ -1,0 +1,56 @@
+"""What `onnx info` reports: hardware, the genai build, usable execution providers, and fixes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentic_onnx.core.execution_provider import EP_PREFERENCE, available_execution_providers
+from agentic_onnx.core.genai_build import installed_genai_builds, swap_command
+from agentic_onnx.core.hardware import default_threads, probe_hardware
+
+
+def system_report() -> dict[str, Any]:
+    """One JSON-ready object: `cpu`, `memory`, `gpus`, `execution_providers`, `platform`,
+    `packages`, `genai_build`, `advice`."""
+    report = probe_hardware().to_json()
+    available = available_execution_providers()
+    builds = installed_genai_builds()
+    report["execution_providers"] = {
+        "available": available,
+        "selected": hardware_target(available, bool(report["gpus"])),
+        "preference": list(EP_PREFERENCE),
+        "default_threads": default_threads(),
+    }
+    report["genai_build"] = [{"distribution": b.distribution, "kind": b.kind, "version": v}
+                             for b, v in builds]
+    report["advice"] = genai_build_advice([b.kind for b, _ in builds], bool(report["gpus"]),
+                                          "cuda" in available)
+    return report
+
+
+def hardware_target(available: list[str], has_nvidia_gpu: bool) -> str:
+    """The EP this machine is best served by: CUDA with an NVIDIA GPU and the CUDA build, else
+    DirectML where available, else the CPU. WebGPU runs only WebGPU variants (chosen per model),
+    since its adapter may be a slow software one."""
+    if "cuda" in available and has_nvidia_gpu:
+        return "cuda"
+    return "dml" if "dml" in available else "cpu"
+
+
+def genai_build_advice(installed_kinds: list[str], has_nvidia_gpu: bool,
+                       cuda_available: bool) -> list[dict[str, str]]:
+    """Problems with the installed genai build, each with the exact command that fixes it."""
+    advice = []
+    if not installed_kinds:
+        advice.append({"problem": "onnxruntime-genai is not installed.",
+                       "fix": "pip install onnxruntime-genai onnxruntime"})
+    elif len(installed_kinds) > 1:
+        keep = "cuda" if "cuda" in installed_kinds else installed_kinds[0]
+        advice.append({"problem": f"Several onnxruntime-genai builds are installed "
+                       f"({', '.join(installed_kinds)}); they overwrite each other.",
+                       "fix": swap_command(keep)})
+    elif has_nvidia_gpu and not cuda_available:
+        advice.append({"problem": "An NVIDIA GPU is present but the installed onnxruntime-genai "
+                       f"build ({installed_kinds[0]}) cannot use CUDA.",
+                       "fix": swap_command("cuda")})
+    return advice
