@@ -15,6 +15,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = FIXTURES / "models"
 
 
+def expected_cases() -> list[tuple[str, dict]]:
+    """(model folder name, case) for every recorded prompt of every fp32 fixture."""
+    recorded = json.loads((MODELS / "expected.json").read_text(encoding="utf-8"))
+    return [(name, case) for name, model in recorded["models"].items() for case in model["cases"]]
+
+
 @pytest.fixture(autouse=True)
 def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("agentic-home")

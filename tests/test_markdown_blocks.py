@@ -28,3 +28,35 @@ def test_finished_blocks_and_tail_reassemble_the_text():
     text = "a\n\n- x\n- y\n\n```\ncode\n```\n\nend\n"
     finished, tail = stream(text, 4)
     assert "\n\n".join([*finished, tail]).split() == text.split()
+
+
+
+def final_screen(raw: str, columns: int = 80, lines: int = 60) -> str:
+    """What a VT100 terminal shows after receiving `raw` (cursor moves and erases applied)."""
+    import pyte
+
+    screen = pyte.Screen(columns, lines)
+    stream = pyte.Stream(screen)
+    stream.feed(raw.replace("\n", "\r\n"))
+    return "\n".join(line.rstrip() for line in screen.display).strip()
+
+
+def test_live_stream_shows_every_block_once_and_leaves_no_status_line():
+    import io
+
+    from rich.console import Console
+
+    from agentic_onnx.cli.render import LiveMarkdownStream
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80)
+    answer = "# Plan\n\nFirst **bold** step.\n\n```python\nx = 1\n\ny = 2\n```\n\nLast line"
+    with LiveMarkdownStream(show_status=True, console=console) as view:
+        for start in range(0, len(answer), 3):
+            view.add(answer[start:start + 3])
+    shown = final_screen(out.getvalue())
+    for words in ("Plan", "First bold step.", "x = 1", "y = 2", "Last line"):
+        assert shown.count(words) == 1, shown
+    assert shown.index("Plan") < shown.index("First") < shown.index("x = 1") < shown.index("Last")
+    assert "tokens/s" not in shown  # the status line is transient
+    assert "**" not in shown and "```" not in shown  # rendered as Markdown, not raw
