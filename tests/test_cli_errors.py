@@ -96,5 +96,6 @@ def test_prompt_too_long_for_the_context():
 
 def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("run", "-m", str(tmp_path / "nope"), "-t", "hi", "--debug")
-    assert result.returncode != 0
+    assert result.returncode == ExitCode.MODEL_NOT_FOUND  # the same code, with the traceback
     assert "Traceback" in result.stderr and "ModelNotFoundError" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("Error: ")

@@ -46,7 +46,7 @@ def test_no_gpu_means_an_empty_list_never_a_crash():
 def test_gpu_with_cpu_build_advises_the_exact_swap_command():
     advice = genai_build_advice(["cpu"], has_nvidia_gpu=True, cuda_available=False)
     assert advice[0]["fix"] == swap_command("cuda")
-    assert "pip install onnxruntime-genai-cuda onnxruntime-gpu" in advice[0]["fix"]
+    assert 'pip install onnxruntime-genai-cuda "onnxruntime-gpu[cuda,cudnn]"' in advice[0]["fix"]
     assert "onnxruntime-genai " in advice[0]["fix"]  # the CPU build is removed first
 
 

@@ -43,7 +43,9 @@ def test_json_output_has_the_documented_schema():
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"text", "provider", "model", "execution_provider", "finish_reason",
-                         "usage", "timings", "cost_usd"}
+                         "usage", "timings", "cost_usd", "route", "attempts"}
+    assert [a["provider"] for a in data["attempts"]] == ["onnx"]
+    assert data["attempts"][0]["outcome"] == "ok"
     assert data["text"] == CASE["text"]
     assert (data["provider"], data["model"], data["execution_provider"]) == ("onnx", MODEL, "cpu")
     assert data["finish_reason"] == "length"

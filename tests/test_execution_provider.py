@@ -36,7 +36,7 @@ def test_explicit_unavailable_ep_is_an_error_with_the_install_command():
     with pytest.raises(ExecutionProviderUnavailableError) as caught:
         choose_execution_provider("cuda", variant(), ["cpu"])
     assert caught.value.exit_code == ExitCode.EXECUTION_PROVIDER_UNAVAILABLE
-    assert "pip install onnxruntime-genai-cuda onnxruntime-gpu" in caught.value.one_line()
+    assert 'pip install onnxruntime-genai-cuda "onnxruntime-gpu[cuda,cudnn]"' in caught.value.one_line()
 
 
 def test_explicit_ep_never_falls_back():

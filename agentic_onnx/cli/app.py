@@ -9,9 +9,13 @@ from typing import Annotated, get_type_hints
 import typer
 
 from agentic_onnx import __version__
+from agentic_onnx.cli.chat import chat_command
+from agentic_onnx.cli.config import config_app
 from agentic_onnx.cli.onnx import onnx_app
 from agentic_onnx.cli.options import CliState
+from agentic_onnx.cli.router import router_app
 from agentic_onnx.cli.run import run_command
+from agentic_onnx.cli.usage import usage_command
 
 app = typer.Typer(
     name="agentic-onnx",
@@ -21,7 +25,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(onnx_app, name="onnx")
+app.add_typer(router_app, name="router")
+app.add_typer(config_app, name="config")
 app.command("run")(run_command)
+app.command("chat")(chat_command)
+app.command("usage")(usage_command)
 
 
 def _show_version(value: bool) -> None:
@@ -65,13 +73,16 @@ def main() -> None:
     """The console script: run the app; map our errors to one line and their exit code."""
     from agentic_onnx.core.errors import AgenticError, ExitCode
 
+    CliState.debug = False
     try:
-        app()
+        app(prog_name="agentic-onnx")
     except AgenticError as error:
-        if CliState.debug:
-            raise
         from agentic_onnx.cli import render
 
+        if CliState.debug:
+            import traceback
+
+            traceback.print_exc()
         render.error(error.one_line())
         sys.exit(int(error.exit_code))
     except KeyboardInterrupt:

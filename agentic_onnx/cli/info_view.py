@@ -36,6 +36,13 @@ def render_info(report: dict[str, Any]) -> None:
     render.print_table(render.key_value_table("Platform", [
         (key, value) for key, value in report["platform"].items()
     ] + [(name, version) for name, version in report["packages"].items() if name != "python"]))
+    choice = report.get("recommendation")
+    if choice:
+        state = "installed" if choice["installed"] else \
+            f"not installed: agentic-onnx onnx download {choice['model_id']}"
+        render.print_table(render.key_value_table("Recommended model", [
+            ("model", choice["model_id"]), ("why", choice["reason"]), ("state", state),
+        ]))
     for item in report["advice"]:
         render.warning(f"{item['problem']} Fix: {item['fix']}")
 

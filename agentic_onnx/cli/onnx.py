@@ -21,3 +21,9 @@ def info_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
         render.print_json(report)
     else:
         render_info(report)
+
+
+from agentic_onnx.cli import store_commands  # noqa: E402, F401 - registers models/download/list/remove/verify/add
+
+
+from agentic_onnx.cli import bench_commands  # noqa: E402,F401  (registers `onnx test` and `onnx benchmark`)

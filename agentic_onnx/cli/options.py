@@ -26,17 +26,17 @@ DebugOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help="Model: a path to an onnxruntime-genai model folder."),
+    typer.Option("--model", "-m", metavar="MODEL", help="Model: a catalog id (see `onnx models`), a family alias, a name added with `onnx add`, or a path to an onnxruntime-genai model folder. Default: the recommended model for this machine."),
 ]
 ExecutionProviderOpt = Annotated[
     str,
     typer.Option(
-        "--execution-provider", "-e",
+        "--execution-provider", "-e", metavar="EP",
         help="auto | cpu | cuda | dml | webgpu. auto picks CUDA > DirectML > WebGPU > CPU "
         "among those available and matching the model variant.",
     ),
 ]
 ThreadsOpt = Annotated[
     Optional[int],
-    typer.Option("--threads", help="CPU threads for the model Default: physical cores."),
+    typer.Option("--threads", metavar="N", help="CPU threads for the model. Default: physical cores."),
 ]

@@ -26,7 +26,7 @@ def stdout_console() -> Console:
 
 @lru_cache(maxsize=1)
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 
 def error(message: str) -> None:
@@ -58,16 +58,21 @@ def stdout_is_terminal() -> bool:
 class PlainStream:
     """Piped output: the text exactly as generated, flushed per chunk, no escape codes."""
 
+    def __init__(self) -> None:
+        self._last = ""
+
     def __enter__(self) -> PlainStream:
         return self
 
     def add(self, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
+        self._last = text[-1:] or self._last
 
     def __exit__(self, *exc: object) -> None:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        if self._last and self._last != "\n":  # end the answer's line, never add a blank one
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
 
 class MarkdownBlocks:
@@ -118,8 +123,8 @@ class LiveMarkdownStream:
     MIN_INTERVAL_S = 0.1
     MAX_RENDER_SHARE = 0.05
 
-    def __init__(self, show_status: bool) -> None:
-        self._console = stdout_console()
+    def __init__(self, show_status: bool, console: Console | None = None) -> None:
+        self._console = console or stdout_console()
         self._blocks = MarkdownBlocks()
         self._show_status = show_status
         self._live = Live(console=self._console, auto_refresh=False, transient=True,

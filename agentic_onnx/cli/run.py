@@ -14,42 +14,51 @@ from agentic_onnx.cli.options import (
     ModelOpt,
     ThreadsOpt,
 )
-
-LOCAL_PROVIDER = "onnx"
+from agentic_onnx.cli.router import AgentOpt, ComplexityOpt, ConfigOpt, LocalOnlyOpt, PrivacyOpt
 
 
 def run_command(
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="The prompt. '-' (or no --task with piped stdin) reads stdin.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TEXT", help="The prompt. '-' (or no --task with piped stdin) reads stdin.")] = None,
     model: ModelOpt = None,
-    provider: Annotated[Optional[str], typer.Option("--provider", "-p", help="Provider to use: onnx (local).")] = None,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System message.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most new tokens Default: 512.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="0 is greedy Default: 0.")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass Default: 1.0.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the k most likely tokens Default: 50.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop when this string appears (repeatable).")] = None,
+    provider: Annotated[Optional[str], typer.Option("--provider", "-p", metavar="NAME", help="onnx (local), anthropic, openrouter or a provider from the config. Default: the router decides.")] = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", metavar="TEXT", help="System message.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", metavar="N", help="Most new tokens. Default: 512.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", metavar="T", help="Sampling temperature; 0 is greedy. Default: 0.")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", metavar="P", help="Nucleus sampling mass. Default: 1.0.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", metavar="K", help="Sample among the k most likely tokens. Default: 50.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for sampling.")] = None,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop when this string appears (repeatable).")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     json_output: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print load and eval statistics to stderr.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Download a missing catalog model without asking.")] = False,
+    agent: AgentOpt = None,
+    privacy: PrivacyOpt = None,
+    local_only: LocalOnlyOpt = False,
+    complexity: ComplexityOpt = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the route (rule, provider, model, reason) and send nothing.")] = False,
+    log_prompts: Annotated[bool, typer.Option("--log-prompts", help="Also store the prompt text in the usage log.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Generate a streamed answer to one prompt with a local ONNX model."""
+    """Generate a streamed answer to one prompt: a local ONNX model, or the provider the router picks."""
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.core.options import build_options
+    from agentic_onnx.router.rules import RouteFlags
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    if provider is not None and provider.lower() != LOCAL_PROVIDER:
-        raise UsageError(f"Unknown provider {provider!r}.",
-                         f"This version runs the local provider only: --provider {LOCAL_PROVIDER}.")
     if threads is not None and not 1 <= threads <= 1024:
         raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
     prompt = read_task(task)
     messages = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": prompt})
-    _generate(model, messages, options, execution_provider, threads, json_output, verbose)
+    route = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
+                       local_only=local_only, complexity=complexity)
+    _generate(messages, options, route, execution_provider=execution_provider, threads=threads,
+              json_output=json_output, verbose=verbose, assume_yes=yes, config=config,
+              dry_run=dry_run, log_prompts=log_prompts)
 
 
 def read_task(task: str | None) -> str:
@@ -65,22 +74,28 @@ def read_task(task: str | None) -> str:
     return task
 
 
-def _generate(model_spec, messages, options, execution_provider, threads, json_output, verbose) -> None:  # noqa: ANN001
+def _generate(messages, options, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
+              json_output: bool, verbose: bool, assume_yes: bool, config: str | None,
+              dry_run: bool, log_prompts: bool) -> None:
+    """Route the request, stream the answer into the right view, report."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.resolve import resolve_model
-    from agentic_onnx.core.response import Response
+    from agentic_onnx.cli.store_commands import resolve_for_run
+    from agentic_onnx.router.execute import route_and_stream
 
-    folder = resolve_model(model_spec)
-    loaded = load_model(folder, execution_provider, threads)
-    for message in loaded.warnings:
-        render.warning(message)
-    response = Response(loaded.stream(messages, options), provider=LOCAL_PROVIDER,
-                        model=folder.name, execution_provider=loaded.execution_provider,
-                        load_s=loaded.load_s)
+    routed = route_and_stream(
+        messages, route, options, config_path=config,
+        execution_provider=execution_provider, threads=threads, dry_run=dry_run,
+        log_prompts=log_prompts, on_notice=render.warning,
+        resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
+    if routed.response is None:  # --dry-run
+        from agentic_onnx.cli.router import show_decision
+
+        show_decision(routed.decision.to_json(), str(routed.config_path or "") or None, json_output)
+        return
+    response = routed.response
     interrupted = _render_stream(response, json_output)
     if json_output and not interrupted:
-        render.print_json(response.to_json())
+        render.print_json(routed.to_json())
     if verbose:
         usage = response.usage
         render.verbose_stats(usage.prompt_tokens if usage else 0,

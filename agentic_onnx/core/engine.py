@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.execution_provider import (
     EP_LABELS,
     available_execution_providers,
+    candidates_for,
     choose_execution_provider,
 )
 from agentic_onnx.core.model_folder import ModelFolder
@@ -95,6 +96,10 @@ class LoadedModel:
         yield Usage(prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens)
         yield Finish(reason)  # type: ignore[arg-type]
 
+    def eos_ids(self) -> set[int]:
+        """The token ids that end a reply: the config's and the tokenizer's."""
+        return set(self.folder.eos_token_ids) | set(self._tokenizer_eos())
+
     def _tokenizer_eos(self) -> list[int]:
         try:
             return [int(i) for i in self.tokenizer.eos_token_ids]
@@ -108,8 +113,13 @@ class LoadedModel:
         return min(prompt_length + options.max_tokens, context)
 
     def _search_options(self, prompt_length: int, options: GenerationOptions) -> dict[str, Any]:
+        return self.search_options(self._max_length(prompt_length, options), options)
+
+    def search_options(self, max_length: int, options: GenerationOptions) -> dict[str, Any]:
+        """genai search options for `options`, with the sequence capped at `max_length` tokens
+        (`core.conversation` keeps one generator for a whole session, so it passes the context)."""
         search: dict[str, Any] = {
-            "max_length": self._max_length(prompt_length, options),
+            "max_length": max_length,
             "do_sample": not options.greedy,
         }
         if not options.greedy:
@@ -128,14 +138,16 @@ def load_model(
     execution_provider: str = "auto",
     threads: int | None = None,
     *,
-    available: Callable[[], list[str]] = available_execution_providers,
+    available: Callable[[Iterable[str]], list[str]] = available_execution_providers,
 ) -> LoadedModel:
     """Load `folder` on the chosen EP, once per process. In `auto`, a GPU EP that fails to
     create its session falls back to the CPU with a warning; an explicit EP never does."""
     from agentic_onnx.core.hardware import default_threads
 
     threads = threads or default_threads()
-    choice = choose_execution_provider(execution_provider, folder, available())
+    requested = execution_provider.lower()
+    choice = choose_execution_provider(requested, folder,
+                                       available(candidates_for(requested, folder)))
     key = (str(folder.path), choice.provider, threads)
     if key in _LOADED:
         cached = _LOADED[key]
@@ -174,7 +186,8 @@ def _create(folder: ModelFolder, provider: str, threads: int) -> LoadedModel:
     except Exception as error:  # noqa: BLE001 - genai raises RuntimeError/OSError with its reason
         raise GenerationError(
             f"onnxruntime-genai could not load {folder.name} on {EP_LABELS[provider]}: {error}",
-            "Check that the model files are complete (`agentic-onnx onnx info` shows the install).",
+            "Check the model files, or try another --execution-provider "
+            "(`agentic-onnx onnx info` shows what this install can use).",
         ) from None
     return LoadedModel(folder, provider, threads, time.perf_counter() - started, og_model, tokenizer)
 

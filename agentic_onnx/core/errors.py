@@ -74,3 +74,51 @@ class GenerationError(AgenticError):
     """onnxruntime-genai failed while loading or generating."""
 
     exit_code = ExitCode.RUNTIME_ERROR
+
+
+class NotInstalledError(ModelNotFoundError):
+    """A known model (catalog id, alias or custom hub model) that is not in the store yet.
+    Carries the command that installs it, so the CLI can offer to run it."""
+
+    def __init__(self, model_id: str, reason: str | None = None) -> None:
+        self.model_id = model_id
+        self.download_command = f"agentic-onnx onnx download {model_id}"
+        prefix = f"{reason} " if reason else ""
+        super().__init__(f"{prefix}Model {model_id!r} is not installed.",
+                         f"Run `{self.download_command}`.")
+
+
+class DownloadError(AgenticError):
+    """The hub could not be reached or refused a transfer; what was fetched is kept for a rerun."""
+
+    exit_code = ExitCode.PROVIDER_ERROR
+
+
+class InsufficientDiskError(AgenticError):
+    """Not enough free space in the store for the files still to download."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
+
+
+class VerificationError(AgenticError):
+    """A file's SHA-256 (or size) differs from what the hub or the manifest says."""
+
+    exit_code = ExitCode.VERIFICATION_FAILED
+
+
+class StoreError(AgenticError):
+    """The store itself is in a state we refuse to touch (an id or path that escapes it)."""
+
+    exit_code = ExitCode.USAGE_ERROR
+
+
+class ModelTestFailedError(AgenticError):
+    """`onnx test`: the model loaded and ran but produced no text (a broken or unusable model)."""
+
+    exit_code = ExitCode.MODEL_NOT_FOUND
+
+
+class ThresholdViolatedError(AgenticError):
+    """`onnx benchmark`: a CI threshold (--min-gen-tps, --max-ttft-ms, --max-rss-mb) was missed."""
+
+    exit_code = ExitCode.THRESHOLD_VIOLATED

@@ -1,6 +1,7 @@
 """The typed events every provider yields: the one streaming contract.
 
-A stream is any number of `TextDelta`s, then exactly one `Usage` and one `Finish`.
+A stream is any number of `TextDelta`s (and, from providers that call tools, `ToolCallDelta`s),
+then exactly one `Usage` and one `Finish`.
 `run`, `chat`, `serve` and `benchmark` consume streams through `Response`, so timings and usage
 mean the same thing everywhere.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +31,21 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """Why generation ended: `stop` (end-of-sequence token or a stop string) or `length`."""
+    """Why generation ended: `stop` (end-of-sequence token or a stop string), `length`, or
+    `tool_calls` (the model asks the caller to run the tools it called)."""
 
     reason: FinishReason
 
 
-StreamEvent = Union[TextDelta, Usage, Finish]
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first piece of a call carries its `id` and `name`; later
+    pieces of the same call repeat the `id` and carry the next fragment of its JSON arguments
+    (concatenated, the fragments are the arguments object)."""
+
+    id: str
+    name: str | None
+    arguments_json_fragment: str
+
+
+StreamEvent = Union[TextDelta, ToolCallDelta, Usage, Finish]

@@ -7,7 +7,7 @@ unavailable is an error that says what to install: it never silently becomes the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from agentic_onnx.core.errors import ExecutionProviderUnavailableError
@@ -32,20 +32,45 @@ class ExecutionChoice:
         return self.requested == "auto" and self.provider != "cpu"
 
 
-def available_execution_providers() -> list[str]:
-    """The EPs the installed onnxruntime-genai build can use, in preference order."""
+# The onnxruntime provider that must be present for each genai EP name.
+_ORT_PROVIDERS = {"cuda": "CUDAExecutionProvider", "dml": "DmlExecutionProvider",
+                  "webgpu": "WebGpuExecutionProvider"}
+
+
+def available_execution_providers(candidates: Iterable[str] = EP_PREFERENCE) -> list[str]:
+    """The EPs among `candidates` that this install can use, in preference order; `cpu` always.
+
+    genai's own `is_*_available` flags are necessary but not sufficient (the 0.18 CPU wheel
+    says WebGPU is available, then fails to create the session), so a GPU EP also needs its
+    onnxruntime provider. Only the candidates asked about are probed: importing onnxruntime
+    costs ~0.2 s, which a CPU model on `auto` never pays.
+    """
+    wanted = [ep for ep in EP_PREFERENCE if ep in set(candidates) and ep != "cpu"]
+    if not wanted:
+        return ["cpu"]
     import onnxruntime_genai as og
 
-    probes = {"cuda": og.is_cuda_available, "dml": og.is_dml_available,
-              "webgpu": og.is_webgpu_available}
-    available = []
-    for name, probe in probes.items():
-        try:
-            if probe():
-                available.append(name)
-        except Exception:  # noqa: BLE001 - a probe that fails means "not available"
-            continue
-    return [*available, "cpu"]
+    flags = {"cuda": og.is_cuda_available, "dml": og.is_dml_available,
+             "webgpu": og.is_webgpu_available}
+    claimed = [ep for ep in wanted if _safe(flags[ep])]
+    if claimed:
+        import onnxruntime
+
+        runtime = set(onnxruntime.get_available_providers())
+        claimed = [ep for ep in claimed if _ORT_PROVIDERS[ep] in runtime]
+    return [*claimed, "cpu"]
+
+
+def _safe(probe: Callable[[], bool]) -> bool:
+    try:
+        return bool(probe())
+    except Exception:  # noqa: BLE001 - a probe that fails means "not available"
+        return False
+
+
+def candidates_for(requested: str, model: ModelFolder) -> set[str]:
+    """The EPs whose availability decides the choice for this request."""
+    return {model.built_for} if requested == "auto" else {requested}
 
 
 def choose_execution_provider(

@@ -15,11 +15,18 @@ class GenaiBuild:
     distribution: str  # the pip name of the genai wheel
     runtime: str  # the onnxruntime wheel it runs on
     kind: str  # cpu | cuda | directml
+    runtime_extras: str = ""  # pip extras that bring the runtime's own GPU libraries
+
+    @property
+    def install_args(self) -> str:
+        runtime = f'"{self.runtime}[{self.runtime_extras}]"' if self.runtime_extras else self.runtime
+        return f"{self.distribution} {runtime}"
 
 
 GENAI_BUILDS = (
     GenaiBuild("onnxruntime-genai", "onnxruntime", "cpu"),
-    GenaiBuild("onnxruntime-genai-cuda", "onnxruntime-gpu", "cuda"),
+    # onnxruntime-gpu 1.31 is built for CUDA 13; its extras install cuBLAS/cuDNN/... from PyPI.
+    GenaiBuild("onnxruntime-genai-cuda", "onnxruntime-gpu", "cuda", "cuda,cudnn"),
     GenaiBuild("onnxruntime-genai-directml", "onnxruntime-directml", "directml"),
 )
 
@@ -40,4 +47,4 @@ def swap_command(target_kind: str) -> str:
     target = next(build for build in GENAI_BUILDS if build.kind == target_kind)
     others = [b for b in GENAI_BUILDS if b.kind != target_kind]
     remove = " ".join(name for b in others for name in (b.distribution, b.runtime))
-    return f"pip uninstall -y {remove} && pip install {target.distribution} {target.runtime}"
+    return f"pip uninstall -y {remove} && pip install {target.install_args}"

@@ -11,7 +11,7 @@ from agentic_onnx.core.hardware import default_threads, probe_hardware
 
 def system_report() -> dict[str, Any]:
     """One JSON-ready object: `cpu`, `memory`, `gpus`, `execution_providers`, `platform`,
-    `packages`, `genai_build`, `advice`."""
+    `packages`, `genai_build`, `advice`, `recommendation`."""
     report = probe_hardware().to_json()
     available = available_execution_providers()
     builds = installed_genai_builds()
@@ -25,7 +25,22 @@ def system_report() -> dict[str, Any]:
                              for b, v in builds]
     report["advice"] = genai_build_advice([b.kind for b, _ in builds], bool(report["gpus"]),
                                           "cuda" in available)
+    report["recommendation"] = model_recommendation(report)
     return report
+
+
+def model_recommendation(report: dict[str, Any]) -> dict[str, Any]:
+    """The model `run` uses without --model on this machine (see core/recommend.py)."""
+    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.recommend import MachineFacts, recommend
+    from agentic_onnx.core.store import installed_models
+
+    facts = MachineFacts(report["memory"]["total_bytes"],
+                         tuple(gpu["memory_total_bytes"] for gpu in report["gpus"]),
+                         tuple(report["execution_providers"]["available"]))
+    installed = {manifest.id for manifest, _ in installed_models()}
+    choice = recommend(load_catalog(), facts, installed)
+    return {"model_id": choice.model_id, "reason": choice.reason, "installed": choice.installed}
 
 
 def hardware_target(available: list[str], has_nvidia_gpu: bool) -> str:

@@ -1,0 +1,124 @@
+"""`agentic-onnx onnx test` and `agentic-onnx onnx benchmark`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agentic_onnx.cli.onnx import onnx_app
+from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, JsonOpt, ModelOpt, ThreadsOpt
+
+FORMATS = ("table", "json", "csv", "md")
+
+
+@onnx_app.command("test")
+def test_command(
+    model: ModelOpt = None,
+    execution_provider: ExecutionProviderOpt = "auto",
+    threads: ThreadsOpt = None,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Load a model and generate from a fixed short prompt: a quick check that it works.
+
+    Reports the execution provider, load time, TTFT and tokens/s. Exit codes: 0 the model
+    answered with text; 3 the model is missing, invalid or answered with no text; 5 the
+    execution provider is unavailable; 1 onnxruntime-genai failed to load or generate.
+    """
+    from agentic_onnx.cli import bench_view, render
+    from agentic_onnx.core.bench import smoke_test
+    from agentic_onnx.core.errors import ModelTestFailedError
+
+    _check_threads(threads)
+    result = smoke_test(model, execution_provider, threads)
+    for message in result.warnings:
+        render.warning(message)
+    if json_output:
+        render.print_json(result.to_json())
+    else:
+        bench_view.render_smoke_test(result)
+    if not result.ok:
+        raise ModelTestFailedError(
+            f"{result.model} loaded but generated no text ({result.completion_tokens} token(s)).",
+            "The model files may be damaged or not an instruction-tuned model: download it again.")
+
+
+@onnx_app.command("benchmark")
+def benchmark_command(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", help="Model to measure (repeatable): a path to an onnxruntime-genai model folder.")] = None,
+    execution_provider: Annotated[str, typer.Option("--execution-provider", "-e", metavar="EP[,EP]", help="Comma-separated EPs to measure each model on: auto | cpu | cuda | dml | webgpu.")] = "auto",
+    prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", metavar="N[,N]", help="Prompt lengths in tokens, comma-separated.")] = "64",
+    gen_tokens: Annotated[str, typer.Option("--gen-tokens", metavar="N[,N]", help="Tokens to generate, comma-separated (1 measures the prompt only).")] = "32",
+    iterations: Annotated[int, typer.Option("--iterations", "-n", metavar="N", help="Measured iterations per test.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Unmeasured iterations before them.")] = 1,
+    threads: ThreadsOpt = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table | json | csv | md.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE instead of stdout.")] = None,
+    min_gen_tps: Annotated[Optional[float], typer.Option("--min-gen-tps", metavar="X", help="Exit 6 if any test's mean generation rate is below X tokens/s.")] = None,
+    max_ttft_ms: Annotated[Optional[float], typer.Option("--max-ttft-ms", metavar="Y", help="Exit 6 if any test's mean TTFT is above Y ms.")] = None,
+    max_rss_mb: Annotated[Optional[float], typer.Option("--max-rss-mb", metavar="Z", help="Exit 6 if a run's peak RSS is above Z MiB.")] = None,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure load time, TTFT, prompt and generation tokens/s, latency and memory.
+
+    Every model x EP runs the tests pp{P}+tg{G} (a prompt of exactly P tokens, then G generated
+    tokens, greedy) for --iterations after --warmup. Statistics, JSON and CSV schemas:
+    docs/benchmark.md. Exit 6 when a threshold is violated (the results are still written).
+    """
+    from agentic_onnx.cli import bench_view
+    from agentic_onnx.core.bench import BenchSettings, Thresholds, run_benchmark
+    from agentic_onnx.core.errors import UsageError
+
+    fmt = "json" if json_output else output_format.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"Unknown --format {output_format!r}.", f"Use one of: {', '.join(FORMATS)}.")
+    if not model:
+        raise UsageError("No model given.", "Pass --model with a model folder (repeatable).")
+    settings = BenchSettings(prompt_tokens=_int_list("--prompt-tokens", prompt_tokens),
+                             gen_tokens=_int_list("--gen-tokens", gen_tokens),
+                             iterations=iterations, warmup=warmup, threads=threads)
+    settings.validate()
+    thresholds = Thresholds(min_gen_tps=min_gen_tps, max_ttft_ms=max_ttft_ms, max_rss_mb=max_rss_mb)
+    with bench_view.BenchProgressView() as progress:
+        report = run_benchmark(model, _execution_providers(execution_provider), settings,
+                               thresholds, on_progress=progress.update)
+    for run in report.runs:
+        for message in run.warnings:
+            bench_view.warning(f"{run.label}: {message}")
+    bench_view.write_report(report, fmt, output)
+    report.raise_for_violations()
+
+
+def _int_list(option: str, text: str) -> tuple[int, ...]:
+    from agentic_onnx.core.errors import UsageError
+
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"Invalid value for {option}: {text!r} is not a list of integers.",
+                         f"Example: {option} 64,512") from None
+    if not values:
+        raise UsageError(f"{option} is empty.", f"Example: {option} 64,512")
+    return values
+
+
+def _execution_providers(text: str) -> list[str]:
+    from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.core.execution_provider import EP_CHOICES
+
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in EP_CHOICES]
+    if unknown or not names:
+        raise UsageError(f"Unknown execution provider {', '.join(unknown) or repr(text)}.",
+                         f"Use one or more of: {', '.join(EP_CHOICES)} (comma-separated).")
+    return list(dict.fromkeys(names))
+
+
+def _check_threads(threads: int | None) -> None:
+    from agentic_onnx.core.errors import UsageError
+
+    if threads is not None and not 1 <= threads <= 1024:
+        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")

@@ -1,0 +1,252 @@
+"""`agentic-onnx chat`: an interactive multi-turn session on a local model.
+
+The model's KV cache is kept between turns (core.conversation), so each turn feeds the model
+only its own tokens. Line editing and history come from the stdlib `readline` on a terminal;
+piped stdin is read line by line (scripts and tests). Ctrl-C stops the answer, not the session;
+EOF (Ctrl-D) or /exit ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, get_type_hints
+
+from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, ModelOpt, ThreadsOpt
+from agentic_onnx.cli.run import run_command
+
+# `run`'s generation options, declared once there and reused as they are.
+_RUN_OPTIONS = get_type_hints(run_command, include_extras=True)
+SystemOpt = _RUN_OPTIONS["system"]
+MaxTokensOpt = _RUN_OPTIONS["max_tokens"]
+TemperatureOpt = _RUN_OPTIONS["temperature"]
+TopPOpt = _RUN_OPTIONS["top_p"]
+TopKOpt = _RUN_OPTIONS["top_k"]
+SeedOpt = _RUN_OPTIONS["seed"]
+StopOpt = _RUN_OPTIONS["stop"]
+YesOpt = _RUN_OPTIONS["yes"]
+
+PROMPT = ">>> "
+HISTORY_LENGTH = 1000
+HELP = """Commands:
+  /help          this list
+  /exit          end the session (Ctrl-D does too)
+  /clear         forget the conversation, keep the system prompt
+  /system [TEXT] show the system prompt, or set it to TEXT
+  /stats         tokens, KV-cache reuse, TTFT and tokens/s of the last answer
+  /save FILE     write the transcript as JSON
+Ctrl-C stops an answer; the session goes on."""
+
+
+def chat_command(
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    execution_provider: ExecutionProviderOpt = "auto",
+    threads: ThreadsOpt = None,
+    yes: YesOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Chat with a local model; the KV cache is kept between turns (/help lists the commands)."""
+    from agentic_onnx.cli import render
+    from agentic_onnx.cli.store_commands import resolve_for_run
+    from agentic_onnx.core.conversation import Conversation
+    from agentic_onnx.core.engine import load_model
+    from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.core.options import build_options
+
+    options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                            top_k=top_k, seed=seed, stop=stop)
+    if threads is not None and not 1 <= threads <= 1024:
+        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
+    loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
+    for message in loaded.warnings:
+        render.warning(message)
+    conversation = Conversation(loaded, system, on_notice=render.warning)
+    ChatSession(conversation, options).run()
+
+
+class ChatSession:
+    """The read-answer loop. Holds the last answer's Response for /stats."""
+
+    def __init__(self, conversation: Any, options: Any) -> None:
+        self.conversation = conversation
+        self.options = options
+        self.last_response: Any = None
+        self._interactive = sys.stdin.isatty()
+
+    def run(self) -> None:
+        from agentic_onnx.cli import render
+
+        model = self.conversation.model
+        render.note(f"Chatting with {model.folder.name} ({model.folder.context_length} tokens of "
+                    "context). /help lists the commands; Ctrl-D exits.")
+        history = _start_history() if self._interactive else None
+        try:
+            self._loop()
+        finally:
+            if history is not None:
+                _save_history(history)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                line = self._read_line()
+            except EOFError:
+                if self._interactive:
+                    sys.stdout.write("\n")
+                return
+            except KeyboardInterrupt:  # at the prompt: drop the line, keep the session
+                sys.stdout.write("\n")
+                continue
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if self.command(text) == "exit":
+                    return
+                continue
+            self.answer(text)
+
+    def _read_line(self) -> str:
+        if self._interactive:
+            return input(PROMPT)
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line
+
+    def answer(self, text: str) -> None:
+        """Stream the answer to `text`; Ctrl-C stops it and keeps what was shown."""
+        from agentic_onnx.cli import render
+        from agentic_onnx.core.events import TextDelta
+        from agentic_onnx.core.response import Response
+
+        model = self.conversation.model
+        events = self.conversation.send(text, self.options)
+        response = Response(events, "onnx", model.folder.name,
+                            execution_provider=model.execution_provider)
+        self.last_response = response
+        iterator = iter(response)
+        if render.stdout_is_terminal():
+            view = render.LiveMarkdownStream(show_status=sys.stderr.isatty())
+        else:
+            view = render.PlainStream()
+        try:
+            with view:
+                for event in iterator:
+                    if isinstance(event, TextDelta):
+                        view.add(event.text)
+        except KeyboardInterrupt:
+            iterator.close()
+            events.close()  # the partial answer joins the history, as the user saw it
+            render.note("Stopped.")
+
+    def command(self, line: str) -> str | None:
+        """Run a slash command; returns "exit" to end the session."""
+        from agentic_onnx.cli import render
+
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in ("/exit", "/quit", "/bye"):
+            return "exit"
+        if name == "/help":
+            render.note(HELP)
+        elif name == "/clear":
+            self.conversation.clear()
+            render.note("Cleared the conversation (the system prompt is kept).")
+        elif name == "/system":
+            self._system(argument)
+        elif name == "/stats":
+            self._stats()
+        elif name == "/save":
+            self._save(argument)
+        else:
+            render.warning(f"Unknown command {name}. /help lists the commands.")
+        return None
+
+    def _system(self, text: str) -> None:
+        from agentic_onnx.cli import render
+
+        if not text:
+            render.note(f"System prompt: {self.conversation.system or '(none)'}")
+            return
+        self.conversation.set_system(text)
+        render.note("System prompt set.")
+
+    def _stats(self) -> None:
+        from agentic_onnx.cli import render
+
+        turn = self.conversation.last
+        if turn is None or self.last_response is None:
+            render.note("No answer yet.")
+            return
+        timings = self.last_response.timings
+        context = self.conversation.model.folder.context_length
+        rows = [
+            ("prompt tokens", f"{turn.prompt_tokens} ({turn.reused_tokens} reused from the KV "
+                              f"cache, {len(turn.appended_ids)} new)"),
+            ("completion tokens", str(turn.completion_tokens)),
+            ("finish reason", str(turn.finish_reason)),
+            ("time to first token", _ms(timings.ttft_ms)),
+            ("decode rate", _rate(timings.decode_tokens_per_s)),
+            ("context used", f"{turn.prompt_tokens + turn.completion_tokens} of {context} tokens"),
+        ]
+        if turn.dropped_messages:
+            rows.append(("dropped messages", str(turn.dropped_messages)))
+        render.print_table(render.key_value_table("Last answer", rows))
+
+    def _save(self, argument: str) -> None:
+        from agentic_onnx.cli import render
+
+        if not argument:
+            render.warning("Say where: /save FILE.")
+            return
+        path = Path(argument).expanduser()
+        try:
+            path.write_text(json.dumps(self.conversation.to_json(), indent=2, ensure_ascii=False)
+                            + "\n", encoding="utf-8")
+        except OSError as error:
+            render.warning(f"Could not write {path}: {error.strerror or error}.")
+            return
+        render.note(f"Saved the transcript to {path}.")
+
+
+def _ms(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _rate(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.1f} tokens/s"
+
+
+def _start_history() -> Any:
+    """Line editing and a persistent history on a terminal, where `readline` exists."""
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input()
+        return None
+    from agentic_onnx.core.paths import home_dir
+
+    path = home_dir() / "chat_history"
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass
+    return (readline, path)
+
+
+def _save_history(history: Any) -> None:
+    readline, path = history
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        readline.write_history_file(path)
+    except OSError:
+        pass

@@ -1,0 +1,71 @@
+"""Human rendering of the router's commands: route explanations, benchmark and usage tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from agentic_onnx.cli import render
+
+
+def _or_dash(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def render_decision(decision: dict[str, Any], config_path: str | None) -> None:
+    """`router explain` / `run --dry-run`: what would happen, and why."""
+    private = (f"yes ({decision['privacy_source']})" if decision["private"] else "no")
+    order = " -> ".join(c["provider"] for c in decision["candidates"])
+    rows = [
+        ("provider", decision["provider"]),
+        ("model", _or_dash(decision["model"])),
+        ("rule", decision["rule"]),
+        ("reason", decision["reason"]),
+        ("mode", decision["mode"]),
+        ("private", private),
+        ("complexity", f"{decision['complexity']} ({decision['complexity_source']})"),
+        ("try order", order),
+    ]
+    rows += [("excluded", f"{item['provider']}: {item['why']}") for item in decision["excluded"]]
+    if decision["temperature"] is not None:
+        rows.append(("temperature", str(decision["temperature"])))
+    if decision["max_tokens"] is not None:
+        rows.append(("max tokens", str(decision["max_tokens"])))
+    rows.append(("config", config_path or "none (defaults from the environment)"))
+    render.print_table(render.key_value_table("Route (nothing was sent)", rows))
+
+
+def render_benchmark(results: list[dict[str, Any]]) -> None:
+    table = Table(title="Router benchmark", title_justify="left")
+    for column in ("provider", "model", "ok", "TTFT p50 ms", "tokens/s p50", "latency p50 ms",
+                   "latency p95 ms", "$ / M tokens"):
+        table.add_column(column, justify="left" if column in ("provider", "model") else "right")
+    for result in results:
+        table.add_row(
+            result["provider"], _or_dash(result["model"]),
+            f"{result['success_rate'] * 100:.0f}% of {result['iterations']}",
+            _or_dash(result["ttft_ms_p50"], "{:.1f}"), _or_dash(result["tokens_per_s_p50"], "{:.1f}"),
+            _or_dash(result["latency_ms_p50"], "{:.1f}"), _or_dash(result["latency_ms_p95"], "{:.1f}"),
+            _or_dash(result["cost_per_million_tokens_usd"], "{:.4f}"))
+    render.print_table(table)
+    for result in results:
+        for error in result["errors"]:
+            render.warning(f"{result['provider']}: {error}")
+
+
+def render_usage(summary: dict[str, Any]) -> None:
+    table = Table(title=f"Usage ({summary['period']})", title_justify="left")
+    for column in ("provider", "model", "requests", "ok", "tokens in", "tokens out", "cost $",
+                   "saved $", "latency p50 ms"):
+        table.add_column(column, justify="left" if column in ("provider", "model") else "right")
+    for line in summary["lines"]:
+        cost = f"{line['cost_usd']:.6f}" + ("*" if line["cost_unknown_requests"] else "")
+        table.add_row(line["provider"], line["model"], str(line["requests"]), str(line["ok"]),
+                      str(line["prompt_tokens"]), str(line["completion_tokens"]), cost,
+                      f"{line['saved_usd']:.6f}", _or_dash(line["latency_p50_ms"], "{:.1f}"))
+    render.print_table(table)
+    totals = summary["totals"]
+    render.note(f"Total cost ${totals['cost_usd']:.6f}; local runs saved ${totals['saved_usd']:.6f} "
+                f"at {summary['reference']} prices." +
+                (" * some requests have no known price." if totals["cost_unknown_requests"] else ""))

@@ -1,0 +1,103 @@
+"""Human rendering for the store commands: the catalog and installed-model tables, and the
+download progress (a Rich bar with bytes, rate and ETA on a terminal; plain lines otherwise).
+Everything here writes to stderr except the tables, which are the commands' data."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from agentic_onnx.cli import render
+from agentic_onnx.core.download import DownloadListener, RemoteFile
+from agentic_onnx.core.store import format_bytes
+
+EP_LABELS = {"cuda": "CUDA", "dml": "DirectML", "webgpu": "WebGPU", "cpu": "CPU"}
+
+
+def catalog_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Models (* recommended for this machine)", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    for column, justify in (("EP", "left"), ("precision", "left"), ("size", "right"),
+                            ("context", "right"), ("installed", "center"), ("fits", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        marker = "* " if row.get("recommended") else "  "
+        size = format_bytes(row["size_bytes"]) if row.get("size_bytes") else "?"
+        context = f"{row['context_length'] // 1024}k" if row.get("context_length") else "?"
+        fits = "yes" if row["fits"] else f"no: {row['fit_reason']}"
+        if row["fits"] is None:
+            fits = "?"
+        table.add_row(marker + row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
+                      row["precision"] or "?", size, context, "yes" if row["installed"] else "-",
+                      fits)
+    return table
+
+
+def installed_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Installed models", title_justify="left")
+    for column in ("id", "EP", "size", "revision", "last used", "path"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        revision = f"{row['revision']} ({row['commit'][:7]})"
+        table.add_row(row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
+                      format_bytes(row["size_bytes"]), revision,
+                      (row["last_used_at"] or "never")[:16].replace("T", " "), row["path"])
+    return table
+
+
+class DownloadProgressView(DownloadListener):
+    """Renders a download: one bar over all bytes on a terminal, plain lines when piped."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.live = sys.stderr.isatty()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> DownloadProgressView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def waiting_for_lock(self, model_id: str) -> None:
+        render.note(f"Another download of {model_id} is running; waiting for it to finish...")
+
+    def plan(self, files: list[RemoteFile], total_bytes: int, done_bytes: int) -> None:
+        resumed = f", resuming with {format_bytes(done_bytes)} already here" if done_bytes else ""
+        render.note(f"Downloading {self.model_id}: {len(files)} files, "
+                    f"{format_bytes(total_bytes)}{resumed}.")
+        if self.live:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(), console=render.stderr_console(),
+            )
+            self._task = self._progress.add_task(self.model_id, total=total_bytes,
+                                                 completed=done_bytes)
+            self._progress.start()
+
+    def file_started(self, file: RemoteFile, resume_from: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=file.relative_path[-40:])
+        elif file.size >= 10_000_000 or resume_from:
+            where = f" from {format_bytes(resume_from)}" if resume_from else ""
+            render.note(f"  {file.relative_path} ({format_bytes(file.size)}){where}")
+
+    def advance(self, nbytes: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def retrying(self, file: RemoteFile, error: str) -> None:
+        render.warning(f"{error} Resuming {file.relative_path}...")

@@ -1,0 +1,225 @@
+"""The router's one entry point: decide, then stream through the fallback chain into a Response.
+
+`route_and_stream` is what `run` (and later `chat`/`serve`) call. It returns a `RoutedRun`
+whose `response` is a lazy core `Response`: iterating it sends the request (the first
+candidate is prepared eagerly, so loading a local model stays out of the time to first token),
+and when the stream ends the request is priced and logged to the usage database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentic_onnx.core.errors import AgenticError
+from agentic_onnx.core.events import StreamEvent
+from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.response import Response
+from agentic_onnx.router.config import LoadedConfig, load_config
+from agentic_onnx.router.costs import ModelPrice, cost_usd, lookup_price
+from agentic_onnx.router.fallback import Attempt, FallbackExecutor, RetryPolicy
+from agentic_onnx.router.providers import Provider, ProviderRequest, build_provider
+from agentic_onnx.router.rules import Candidate, Decision, RouteContext, RouteFlags, decide
+from agentic_onnx.router.secrets import redact
+
+Notice = Callable[[str], None]
+
+
+@dataclass
+class RoutedRun:
+    """A decision and, unless it was a dry run, the Response that carries it out."""
+
+    decision: Decision
+    response: Response | None
+    attempts: list[Attempt] = field(default_factory=list)
+    config_path: Path | None = None
+
+    def route_json(self) -> dict[str, Any]:
+        return {"rule": self.decision.rule, "reason": self.decision.reason}
+
+    def to_json(self) -> dict[str, Any]:
+        """The `run --json` object: the Response's fields plus `route` and `attempts`."""
+        base = self.response.to_json() if self.response is not None else {}
+        return {**base, "route": self.route_json(),
+                "attempts": [attempt.to_json() for attempt in self.attempts]}
+
+
+def plan_route(messages: Sequence[dict[str, Any]], flags: RouteFlags,
+               config_path: str | None = None) -> tuple[LoadedConfig, Decision]:
+    """Decide without sending anything (`router explain`, `run --dry-run`)."""
+    loaded = load_config(config_path)
+    context = _route_context(loaded, flags)
+    return loaded, decide(loaded.config, flags, task_text(messages), context)
+
+
+def route_and_stream(
+    messages: Sequence[dict[str, Any]],
+    flags: RouteFlags,
+    options: GenerationOptions,
+    *,
+    config_path: str | None = None,
+    execution_provider: str = "auto",
+    threads: int | None = None,
+    tools: Sequence[dict[str, Any]] | None = None,
+    dry_run: bool = False,
+    log_prompts: bool = False,
+    resolve_local: Callable[[str], Any] | None = None,
+    on_notice: Notice | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    command: str = "run",
+    fallback: bool = True,
+) -> RoutedRun:
+    """Route one chat request. `resolve_local` turns a local model spec into a model folder
+    (default: core.resolve.resolve_model; the CLI passes its own to offer downloads)."""
+    loaded, decision = plan_route(messages, flags, config_path)
+    if dry_run:
+        return RoutedRun(decision, None, [], loaded.path)
+    if not fallback:
+        decision.candidates = decision.candidates[:1]
+    options = _apply_action(options, decision)
+    notice = on_notice or (lambda message: None)
+    providers: dict[str, Provider] = {}
+
+    def provider_for(name: str) -> Provider:
+        if name not in providers:
+            providers[name] = build_provider(loaded, name, execution_provider=execution_provider,
+                                             threads=threads, resolve=resolve_local)
+        return providers[name]
+
+    executor = FallbackExecutor(
+        candidates=list(decision.candidates), provider_for=provider_for,
+        request_for=lambda candidate: ProviderRequest(messages, candidate.model, options, tools),
+        private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
+        max_retries_for=lambda name: loaded.config.entry(name).max_retries,
+        sleep=sleep, notice=notice)
+    run = RoutedRun(decision, None, executor.attempts, loaded.path)
+    log = _UsageLogger(loaded, decision, command, task_text(messages) if log_prompts else None,
+                       notice)
+    try:
+        executor.prepare_first()
+    except AgenticError as error:
+        log.failure(executor.attempts, error)
+        raise
+    response = Response(events=(), provider=decision.provider, model=decision.model or "")
+    executor.on_start = lambda provider, candidate: _describe(response, provider, candidate,
+                                                              notice)
+    response.events = log.wrap(executor, response, provider_for)
+    run.response = response
+    return run
+
+
+def task_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The last user message: what rules and the complexity estimate look at."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+def _route_context(loaded: LoadedConfig, flags: RouteFlags) -> RouteContext:
+    config = loaded.config
+
+    def usable(name: str) -> bool:
+        kind = config.kind_of(name)
+        if kind in ("anthropic", "openrouter"):
+            return loaded.api_key(name) is not None
+        return True
+
+    latency: dict[str, float] = {}
+    if config.routing.mode == "performance-optimized":
+        from agentic_onnx.router.usage import median_latency_by_provider
+
+        latency = median_latency_by_provider()
+    return RouteContext(usable=usable, latency_ms=latency)
+
+
+def _apply_action(options: GenerationOptions, decision: Decision) -> GenerationOptions:
+    """A rule's temperature/maxTokens apply unless the caller set that option."""
+    chosen = options.model_fields_set
+    updates: dict[str, Any] = {}
+    if decision.temperature is not None and "temperature" not in chosen:
+        updates["temperature"] = decision.temperature
+    if decision.max_tokens is not None and "max_tokens" not in chosen:
+        updates["max_tokens"] = decision.max_tokens
+    if not updates:
+        return options
+    return GenerationOptions(**{name: getattr(options, name) for name in chosen}, **updates)
+
+
+def _describe(response: Response, provider: Provider, candidate: Candidate,
+              notice: Notice) -> None:
+    """Point the Response at the provider that is about to stream."""
+    response.provider = candidate.provider
+    response.model = getattr(provider, "model_name", None) or candidate.model or ""
+    response.execution_provider = provider.execution_provider
+    response.load_s = provider.load_s
+    for warning in provider.warnings:
+        notice(warning)
+    provider.warnings = []
+
+
+class _UsageLogger:
+    """Prices the finished request and writes its usage row (never failing the request)."""
+
+    def __init__(self, loaded: LoadedConfig, decision: Decision, command: str,
+                 prompt: str | None, notice: Notice) -> None:
+        self.loaded, self.decision, self.command = loaded, decision, command
+        self.prompt, self.notice = prompt, notice
+
+    def wrap(self, executor: FallbackExecutor, response: Response,
+             provider_for: Callable[[str], Provider]) -> Iterator[StreamEvent]:
+        outcome, error_text = "error", None
+        try:
+            yield from executor.stream()
+            outcome = "ok"
+            response.cost_usd = self._cost(response, provider_for(response.provider))  # type: ignore[assignment]
+        except (GeneratorExit, KeyboardInterrupt):
+            outcome = "interrupted"
+            raise
+        except AgenticError as error:
+            error_text = error.one_line()
+            raise
+        finally:
+            self._write(response, outcome, error_text, executor.attempts)
+
+    def failure(self, attempts: list[Attempt], error: AgenticError) -> None:
+        self._write(None, "error", error.one_line(), attempts)
+
+    def _cost(self, response: Response, provider: Provider) -> float | None:
+        reported = getattr(provider, "reported_cost_usd", None)
+        if reported is not None and not provider.local:
+            return round(reported, 6)
+        return cost_usd(self._price(response.provider, response.model, provider.local),
+                        response.usage)
+
+    def _price(self, name: str, model: str, local: bool) -> ModelPrice | None:
+        entry = self.loaded.config.entry(name)
+        overrides = {key: ModelPrice(p.input, p.output) for key, p in entry.prices.items()}
+        return lookup_price(self.loaded.config.kind_of(name), model, overrides, local=local)
+
+    def _write(self, response: Response | None, outcome: str, error: str | None,
+               attempts: list[Attempt]) -> None:
+        from agentic_onnx.router.rules import is_local
+        from agentic_onnx.router.usage import UsageRecord, log_request
+
+        provider = response.provider if response else self.decision.provider
+        timings = response.timings if response else None
+        usage = response.usage if response else None
+        try:
+            log_request(UsageRecord(
+                command=self.command, provider=provider,
+                model=response.model if response else self.decision.model,
+                rule=self.decision.rule, private=self.decision.private,
+                local=is_local(self.loaded.config, provider),
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cost_usd=response.cost_usd if response and outcome == "ok" else None,
+                latency_ms=timings.total_s * 1000 if timings else None,
+                ttft_ms=timings.ttft_ms if timings else None, outcome=outcome,
+                error=redact(error) if error else None, attempts=len(attempts) or 1,
+                prompt=self.prompt))
+        except Exception as failure:  # noqa: BLE001 - the log must never fail the request
+            self.notice(f"Could not write the usage log ({failure}).")

@@ -1,0 +1,64 @@
+"""The provider contract (after simonw/llm's model class): capability flags, and one method that
+streams the typed events of `core.events` for a request.
+
+A provider is built from its config entry by `build_provider`; building one never touches the
+network. `prepare` does the work that may fail before anything is sent (a missing key, loading a
+local model); `stream` sends the request and yields events. Errors are `ProviderError`s whose
+`retryable` flag tells the fallback layer whether asking the same provider again may help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agentic_onnx.core.events import StreamEvent
+from agentic_onnx.core.options import GenerationOptions
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    """One chat request. `options.model_fields_set` tells which options the user chose: cloud
+    providers send only those (and max_tokens), so their own defaults apply otherwise."""
+
+    messages: Sequence[Message]
+    model: str | None
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    tools: Sequence[dict[str, Any]] | None = None
+
+
+class Provider:
+    """Base class. Subclasses set the flags and implement `stream`."""
+
+    kind: ClassVar[str] = ""
+    streams: ClassVar[bool] = True
+    supports_tools: ClassVar[bool] = False
+    needs_key: ClassVar[bool] = False
+
+    def __init__(self, name: str, local: bool) -> None:
+        self.name = name
+        self.local = local
+
+    def prepare(self, request: ProviderRequest) -> None:
+        """Checks and loading that may fail before anything is sent (default: none)."""
+
+    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+        raise NotImplementedError
+
+    # Details the caller may show once the stream started (local models fill them in).
+    execution_provider: str | None = None
+    load_s: float = 0.0
+    warnings: list[str] = []
+
+    def __repr__(self) -> str:  # never includes keys
+        return f"<{type(self).__name__} {self.name!r} local={self.local}>"
+
+
+def system_and_turns(messages: Sequence[Message]) -> tuple[str | None, list[Message]]:
+    """Split leading system messages off (Anthropic takes them as a separate field)."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    turns = [m for m in messages if m.get("role") != "system"]
+    return ("\n\n".join(system) if system else None), turns

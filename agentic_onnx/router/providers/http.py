@@ -1,0 +1,141 @@
+"""Server-sent events over HTTP for the cloud providers, with one error policy for all of them.
+
+httpx2 (already installed: huggingface_hub depends on it) is imported only when a request is
+made. Transport failures and HTTP statuses become `ProviderError`s:
+retryable: timeouts, connection errors, 408, 409, 429, 5xx and Anthropic's 529;
+not retryable: 400, 401, 403, OpenRouter's 402, 404 and other 4xx.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agentic_onnx.router.errors import ProviderError
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+CONNECT_TIMEOUT_CAP_S = 10.0
+MAX_ERROR_BODY = 2000
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    provider: str
+    label: str  # "Anthropic", "OpenRouter", ...
+    key_env_var: str | None = None
+
+
+def make_client(timeout_s: float) -> Any:
+    """An httpx2 client whose read timeout bounds every wait, including between stream chunks."""
+    import httpx2
+
+    timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_CAP_S))
+    return httpx2.Client(timeout=timeout, follow_redirects=False)
+
+
+def sse_events(client: Any, target: HttpTarget, url: str, headers: dict[str, str],
+               payload: dict[str, Any]) -> Iterator[Any]:
+    """POST `payload` and yield the response's server-sent events (comments already skipped).
+    Raises ProviderError for transport failures and error statuses, before or during the stream.
+    """
+    import httpx2
+
+    try:
+        with client.stream("POST", url, json=payload,
+                           headers={"accept": "text/event-stream", **headers}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise status_error(target, response.status_code, response.text,
+                                   response.headers)
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                response.read()
+                raise body_error(target, response.text, response.status_code)
+            yield from httpx2.EventSource(response)
+    except httpx2.TimeoutException as error:
+        raise ProviderError(target.provider,
+                            f"{target.label} timed out ({type(error).__name__}).",
+                            "Raise the provider's timeout in the config, or try again.",
+                            retryable=True) from None
+    except httpx2.TransportError as error:
+        raise ProviderError(target.provider,
+                            f"{target.label} could not be reached: {type(error).__name__} "
+                            f"({_first_line(str(error))}).",
+                            "Check the network and the provider's baseUrl.",
+                            retryable=True) from None
+
+
+def status_error(target: HttpTarget, status: int, body: str, headers: Any) -> ProviderError:
+    """An HTTP error status as a ProviderError (message from the body when it is JSON)."""
+    detail = error_detail(body) or _first_line(body[:200]) or "no details"
+    retryable = status in RETRYABLE_STATUSES or status >= 500
+    return ProviderError(target.provider, f"{target.label} returned HTTP {status}: {detail}",
+                         _status_hint(target, status), status=status, retryable=retryable,
+                         retry_after_s=retry_after_seconds(headers))
+
+
+def body_error(target: HttpTarget, body: str, status: int) -> ProviderError:
+    """A non-stream body where a stream was expected (some servers answer errors this way)."""
+    detail = error_detail(body) or "expected a text/event-stream response"
+    return ProviderError(target.provider, f"{target.label} answered without a stream: {detail}",
+                         "Check that baseUrl points at an OpenAI/Anthropic-compatible API.",
+                         status=status, retryable=False)
+
+
+def error_detail(body: str) -> str | None:
+    """The `message` of an Anthropic or OpenAI error body, if the body is such JSON."""
+    try:
+        data = json.loads(body[:MAX_ERROR_BODY * 10])
+    except (ValueError, TypeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        kind = error.get("type") or error.get("code")
+        message = _first_line(str(error.get("message", ""))) or "no message"
+        return f"{message} ({kind})" if kind else message
+    if isinstance(error, str):
+        return _first_line(error)
+    return None
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """`retry-after-ms`, else `retry-after` in seconds or as an HTTP date; None if absent."""
+    if headers is None:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def _status_hint(target: HttpTarget, status: int) -> str:
+    if status in (401, 403):
+        where = f"Check {target.key_env_var}" if target.key_env_var else "Check the apiKey"
+        return f"{where}: the key was rejected."
+    if status == 402:
+        return f"Add credits to your {target.label} account."
+    if status == 404:
+        return "Check the model name and the provider's baseUrl."
+    if status == 429:
+        return "Rate limited: wait a little, or lower the request rate."
+    if status >= 500:
+        return f"{target.label} is having trouble; try again shortly."
+    return "Check the request (model, max tokens, options)."
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""

@@ -1,0 +1,50 @@
+"""The local provider: a model (catalog id, alias, custom name or folder path, via core.resolve)
+loaded by core.engine. Nothing leaves the machine; cost is $0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from agentic_onnx.core.events import StreamEvent
+from agentic_onnx.router.providers.base import Provider, ProviderRequest
+
+Resolver = Callable[[str], Any]  # model spec -> core.model_folder.ModelFolder
+
+
+class OnnxProvider(Provider):
+    kind = "onnx"
+
+    def __init__(self, name: str, execution_provider: str = "auto", threads: int | None = None,
+                 resolve: Resolver | None = None) -> None:
+        super().__init__(name, local=True)
+        self._execution_provider = execution_provider
+        self._threads = threads
+        self._resolve = resolve
+        self._loaded: Any = None
+        self._loaded_spec: str | None = None
+        self.model_name: str | None = None
+        self.warnings: list[str] = []
+
+    def prepare(self, request: ProviderRequest) -> None:
+        """Resolve and load the model (cached per process by the engine). No model (none given,
+        none configured) lets the resolver pick: core.resolve recommends one for this machine."""
+        if self._loaded is not None and self._loaded_spec == request.model:
+            return
+        from agentic_onnx.core.engine import load_model
+
+        if self._resolve is None:
+            from agentic_onnx.core.resolve import resolve_model
+
+            self._resolve = resolve_model
+        folder = self._resolve(request.model)
+        self._loaded = load_model(folder, self._execution_provider, self._threads)
+        self._loaded_spec = request.model
+        self.model_name = folder.name
+        self.execution_provider = self._loaded.execution_provider
+        self.load_s = self._loaded.load_s
+        self.warnings = list(self._loaded.warnings)
+
+    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+        self.prepare(request)
+        yield from self._loaded.stream(request.messages, request.options)

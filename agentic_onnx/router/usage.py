@@ -1,0 +1,186 @@
+"""The usage log: one SQLite row per request, under the agentic-flow home (`usage.db`).
+
+Rows hold time, command, provider, model, rule, token counts, cost, latency, TTFT and outcome.
+Never the prompt text, unless the request was made with `--log-prompts`. The schema moves
+forward by numbered migrations (PRAGMA user_version); a database from a newer version is left
+alone. Logging never fails a request: errors here become a notice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from agentic_onnx.core.paths import home_dir
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            command TEXT NOT NULL,
+            provider TEXT,
+            model TEXT,
+            rule TEXT,
+            private INTEGER NOT NULL DEFAULT 0,
+            local INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL,
+            latency_ms REAL,
+            ttft_ms REAL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1
+        );
+    """),
+    (2, """
+        ALTER TABLE requests ADD COLUMN prompt TEXT;
+        CREATE INDEX requests_ts ON requests (ts);
+        CREATE INDEX requests_provider_model ON requests (provider, model);
+    """),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def usage_db_path() -> Path:
+    return home_dir() / "usage.db"
+
+
+@dataclass
+class UsageRecord:
+    command: str
+    provider: str | None
+    model: str | None
+    rule: str | None
+    private: bool
+    local: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    outcome: str
+    error: str | None = None
+    attempts: int = 1
+    prompt: str | None = None
+
+
+@contextmanager
+def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
+    """An open, migrated database (created on first use), in autocommit mode."""
+    path = path or usage_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as connection:
+        migrate(connection)
+        yield connection
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Apply the migrations newer than the database's user_version, each in its own
+    transaction (BEGIN IMMEDIATE, so two processes never apply the same one); return the
+    version."""
+    version = _user_version(connection)
+    for number, script in MIGRATIONS:
+        if number <= version:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if _user_version(connection) < number:
+                for statement in filter(str.strip, script.split(";")):
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {number}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        version = _user_version(connection)
+    return version
+
+
+def _user_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def log_request(record: UsageRecord, path: Path | None = None) -> None:
+    row = asdict(record)
+    row["ts"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    row["private"], row["local"] = int(record.private), int(record.local)
+    columns = ", ".join(row)
+    marks = ", ".join(f":{name}" for name in row)
+    with connect(path) as connection:
+        connection.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", row)
+
+
+def rows(since: datetime | None = None, path: Path | None = None) -> list[sqlite3.Row]:
+    with connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        if since is None:
+            return connection.execute("SELECT * FROM requests ORDER BY id").fetchall()
+        return connection.execute("SELECT * FROM requests WHERE ts >= ? ORDER BY id",
+                                  (since.isoformat(timespec="milliseconds"),)).fetchall()
+
+
+def median_latency_by_provider(days: int = 7, path: Path | None = None) -> dict[str, float]:
+    """Median latency (ms) of each provider's successful requests in the last `days` days."""
+    if not (path or usage_db_path()).exists():
+        return {}
+    since = datetime.now(timezone.utc) - timedelta(days=days)
+    latencies: dict[str, list[float]] = {}
+    for row in rows(since, path):
+        if row["outcome"] == "ok" and row["latency_ms"] is not None:
+            latencies.setdefault(row["provider"], []).append(row["latency_ms"])
+    return {name: statistics.median(values) for name, values in latencies.items()}
+
+
+@dataclass
+class UsageLine:
+    provider: str
+    model: str
+    requests: int = 0
+    ok: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    saved_usd: float = 0.0
+    latency_ms: list[float] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        latencies = self.latency_ms or []
+        return {"provider": self.provider, "model": self.model, "requests": self.requests,
+                "ok": self.ok, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 6), "cost_unknown_requests": self.cost_unknown,
+                "saved_usd": round(self.saved_usd, 6),
+                "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None}
+
+
+def summarize(rows_: list[sqlite3.Row], reference_price: object | None) -> list[UsageLine]:
+    """Per provider and model: counts, tokens, cost; for local rows, the money saved at the
+    reference cloud price (a `costs.ModelPrice`)."""
+    lines: dict[tuple[str, str], UsageLine] = {}
+    for row in rows_:
+        key = (row["provider"] or "-", row["model"] or "-")
+        line = lines.setdefault(key, UsageLine(*key, latency_ms=[]))
+        line.requests += 1
+        if row["outcome"] != "ok":
+            continue
+        line.ok += 1
+        line.prompt_tokens += row["prompt_tokens"]
+        line.completion_tokens += row["completion_tokens"]
+        if row["cost_usd"] is None:
+            line.cost_unknown += 1
+        else:
+            line.cost_usd += row["cost_usd"]
+        if row["local"] and reference_price is not None:
+            line.saved_usd += reference_price.cost(row["prompt_tokens"],  # type: ignore[attr-defined]
+                                                   row["completion_tokens"])
+        if row["latency_ms"] is not None:
+            line.latency_ms.append(row["latency_ms"])  # type: ignore[union-attr]
+    return sorted(lines.values(), key=lambda line: (line.provider, line.model))

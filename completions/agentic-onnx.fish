@@ -1,0 +1,1 @@
+complete --command agentic-onnx --no-files --arguments "(env _AGENTIC_ONNX_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) agentic-onnx)" --condition "env _AGENTIC_ONNX_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) agentic-onnx"

@@ -1,0 +1,90 @@
+"""The benchmark core without the CLI: exact prompts, thresholds, per-run peak RSS."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from agentic_onnx.core.bench import (
+    PROMPT_SOURCE,
+    BenchSettings,
+    PeakRss,
+    RunResult,
+    BenchTestResult,
+    Thresholds,
+    check_thresholds,
+    exact_prompt,
+)
+from agentic_onnx.core.errors import ExitCode, ThresholdViolatedError, UsageError
+
+
+def fake_encode(text: str) -> list[int]:
+    return [len(word) for word in text.split()]
+
+
+@pytest.mark.parametrize("length", [1, 5, 60, 61, 500])
+def test_exact_prompt_has_the_length_and_repeats_the_source_tokens(length):
+    base = fake_encode(PROMPT_SOURCE)
+    ids = exact_prompt(fake_encode, length)
+    assert len(ids) == length
+    assert ids == [base[i % len(base)] for i in range(length)]
+    assert exact_prompt(fake_encode, length) == ids  # deterministic
+
+
+def test_exact_prompt_refuses_a_tokenizer_that_yields_nothing():
+    with pytest.raises(UsageError):
+        exact_prompt(lambda text: [], 8)
+
+
+def run_with(gen_tps: list[float], ttft_ms: list[float], rss_mib: float) -> RunResult:
+    test = BenchTestResult(prompt_tokens=8, gen_tokens=4, generated=[4] * len(gen_tps))
+    test.samples["gen_tps"], test.samples["ttft_ms"] = gen_tps, ttft_ms
+    return RunResult("m", "/m", "cpu", 2, 0.5, tests=[test], peak_rss_bytes=int(rss_mib * 2**20))
+
+
+def test_thresholds_compare_the_mean_and_the_run_peak():
+    run = run_with(gen_tps=[10.0, 30.0], ttft_ms=[100.0, 300.0], rss_mib=512)
+    assert check_thresholds([run], Thresholds(min_gen_tps=20, max_ttft_ms=200, max_rss_mb=512)) == []
+    violations = check_thresholds([run], Thresholds(min_gen_tps=20.5, max_ttft_ms=199, max_rss_mb=511))
+    assert [(v.metric, v.limit, v.value) for v in violations] == [
+        ("gen_tps", 20.5, 20.0), ("ttft_ms", 199, 200.0), ("peak_rss_mb", 511, 512.0)]
+    assert violations[0].describe() == "m [cpu] pp8+tg4: gen_tps 20.00 < limit 20.5"
+
+
+def test_no_thresholds_means_no_violations():
+    assert check_thresholds([run_with([1.0], [1e6], 1e6)], Thresholds()) == []
+
+
+def test_threshold_error_maps_to_exit_code_6():
+    assert ThresholdViolatedError.exit_code == ExitCode.THRESHOLD_VIOLATED == 6
+
+
+@pytest.mark.parametrize("settings", [
+    BenchSettings(prompt_tokens=()), BenchSettings(prompt_tokens=(0,)), BenchSettings(gen_tokens=(0,)),
+    BenchSettings(iterations=0), BenchSettings(warmup=-1), BenchSettings(threads=0),
+])
+def test_invalid_settings_are_usage_errors(settings):
+    with pytest.raises(UsageError):
+        settings.validate()
+
+
+def test_tests_are_every_prompt_length_with_every_generation_length():
+    assert BenchSettings(prompt_tokens=(8, 64), gen_tokens=(1, 32)).tests() == [
+        (8, 1), (8, 32), (64, 1), (64, 32)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-run peak needs /proc")
+def test_peak_rss_is_reset_per_run():
+    before = bytearray(200 * 2**20)
+    before[::4096] = b"x" * len(before[::4096])  # touch every page
+    del before
+    probe = PeakRss()
+    assert probe.scope == "run"
+    quiet = probe.peak_bytes()
+    block = bytearray(64 * 2**20)
+    block[::4096] = b"y" * len(block[::4096])
+    busy = probe.peak_bytes()
+    del block
+    assert busy - quiet >= 60 * 2**20
+    assert quiet < 200 * 2**20  # the earlier 200 MiB peak was forgotten
