@@ -23,6 +23,7 @@ class Behaviour:
     """What the fake does with one request.
 
     kind: ok | tools | status | error_event | midstream_error | hang | hang_midstream | truncate
+    | answer_tool (Anthropic: `chunks` are the input_json of the tool the request forces)
     """
 
     kind: str = "ok"
@@ -188,6 +189,8 @@ class FakeAnthropic(FakeServer):
         if kind == "error_event":
             return event("error", {"type": "error", "error": {
                 "type": behaviour.error_type, "message": "Overloaded"}})
+        if kind == "answer_tool":
+            return self._answer_tool(event, behaviour, body)
         event("content_block_start", {"type": "content_block_start", "index": 0,
                                       "content_block": {"type": "text", "text": ""}})
         event("ping", {"type": "ping"})
@@ -215,6 +218,23 @@ class FakeAnthropic(FakeServer):
             event("content_block_stop", {"type": "content_block_stop", "index": 1})
         event("message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                                "usage": {"output_tokens": behaviour.usage[1]}})
+        event("message_stop", {"type": "message_stop"})
+
+
+    def _answer_tool(self, event: Any, behaviour: Behaviour, body: dict[str, Any]) -> None:
+        """A tool_use block for the tool the request forces (`tool_choice.name`)."""
+        name = (body.get("tool_choice") or {}).get("name") or "answer"
+        event("content_block_start", {"type": "content_block_start", "index": 0,
+                                      "content_block": {"type": "tool_use", "id": "toolu_answer",
+                                                        "name": name, "input": {}}})
+        for part in behaviour.chunks:
+            event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "input_json_delta",
+                                                    "partial_json": part}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta",
+                                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
                                 "usage": {"output_tokens": behaviour.usage[1]}})
         event("message_stop", {"type": "message_stop"})
 

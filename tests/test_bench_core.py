@@ -9,13 +9,13 @@ import pytest
 from agentic_onnx.core.bench import (
     PROMPT_SOURCE,
     BenchSettings,
-    PeakRss,
-    RunResult,
     BenchTestResult,
+    RunResult,
     Thresholds,
     check_thresholds,
     exact_prompt,
 )
+from agentic_onnx.core.bench_memory import PeakRss
 from agentic_onnx.core.errors import ExitCode, ThresholdViolatedError, UsageError
 
 

@@ -60,3 +60,23 @@ def test_live_stream_shows_every_block_once_and_leaves_no_status_line():
     assert shown.index("Plan") < shown.index("First") < shown.index("x = 1") < shown.index("Last")
     assert "tokens/s" not in shown  # the status line is transient
     assert "**" not in shown and "```" not in shown  # rendered as Markdown, not raw
+
+
+def test_a_block_taller_than_the_terminal_is_drawn_from_its_last_screenful():
+    import io
+
+    from rich.console import Console
+
+    from agentic_onnx.cli.render import LiveMarkdownStream
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, height=12)
+    code = "```python\n" + "\n".join(f"line_{i} = {i}" for i in range(60)) + "\n```"
+    with LiveMarkdownStream(show_status=False, console=console) as view:
+        view.add(code[:-4])  # the fence is still open: one unfinished block
+        visible = view._visible_tail()
+        assert visible.split("\n")[0] == "```python"  # still rendered as code
+        assert len(visible.split("\n")) <= 12 and visible.endswith("line_59 = 59")
+        view.add(code[-4:])
+    shown = out.getvalue()
+    assert "line_0 = 0" in shown and "line_59 = 59" in shown  # the final print is whole

@@ -15,6 +15,7 @@ from agentic_onnx.cli.onnx import onnx_app
 from agentic_onnx.cli.options import CliState
 from agentic_onnx.cli.router import router_app
 from agentic_onnx.cli.run import run_command
+from agentic_onnx.cli.serve import serve_command
 from agentic_onnx.cli.usage import usage_command
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(router_app, name="router")
 app.add_typer(config_app, name="config")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
+app.command("serve")(serve_command)
 app.command("usage")(usage_command)
 
 

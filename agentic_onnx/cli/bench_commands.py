@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.onnx import onnx_app
 from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, JsonOpt, ModelOpt, ThreadsOpt
 
 FORMATS = ("table", "json", "csv", "md")
 
 
-@onnx_app.command("test")
 def test_command(
     model: ModelOpt = None,
     execution_provider: ExecutionProviderOpt = "auto",
@@ -45,7 +43,6 @@ def test_command(
             "The model files may be damaged or not an instruction-tuned model: download it again.")
 
 
-@onnx_app.command("benchmark")
 def benchmark_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", help="Model to measure (repeatable): a path to an onnxruntime-genai model folder.")] = None,
     execution_provider: Annotated[str, typer.Option("--execution-provider", "-e", metavar="EP[,EP]", help="Comma-separated EPs to measure each model on: auto | cpu | cuda | dml | webgpu.")] = "auto",

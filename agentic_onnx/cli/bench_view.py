@@ -9,12 +9,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentic_onnx.cli import render
-from agentic_onnx.core.bench import METRICS, MIB, BenchmarkReport, BenchProgress, RunResult, SmokeTestResult, BenchTestResult
+from agentic_onnx.core.bench import (
+    METRICS,
+    MIB,
+    BenchmarkReport,
+    BenchProgress,
+    BenchTestResult,
+    RunResult,
+    SmokeTestResult,
+)
 
 STATS = ("mean", "std", "p50", "p95", "cv")
 CSV_RUN_COLUMNS = ("model", "execution_provider", "threads", "test", "prompt_tokens",
@@ -160,16 +169,29 @@ def to_markdown(report: BenchmarkReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+TERMINAL_HEADERS = ("model", "EP", "test", "TTFT ms", "pp t/s", "tg t/s", "tg CV", "e2e ms")
+
+
 def _print_tables(report: BenchmarkReport, console: Console) -> None:
-    table = Table(title="onnx benchmark (mean ± std)", title_justify="left")
-    longest_model = max((len(run.model) for run in report.runs), default=5)
-    for index, header in enumerate(TABLE_HEADERS):
-        table.add_column(header, justify="left" if index < 3 else "right", no_wrap=index > 0,
-                         min_width=longest_model if index == 0 else None)
+    """Per test: mean ± std where it fits 80 columns; per run: load time and memory below."""
+    table = Table(title="onnx benchmark (mean ± std)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for index, header in enumerate(TERMINAL_HEADERS):
+        table.add_column(header, justify="left" if index < 3 else "right",
+                         overflow="fold", no_wrap=index > 0)
     for run in report.runs:
         for test in run.tests:
-            table.add_row(*_table_cells(run, test))
+            ttft, pp, tg, e2e = (test.summary(m) for m in METRICS)
+            table.add_row(run.model, run.execution_provider, test.name, _mean_std(ttft),
+                          _number(pp.mean if pp else None), _mean_std(tg),
+                          "n/a" if tg is None else f"{tg.cv:.1%}",
+                          _number(e2e.mean if e2e else None))
     console.print(table)
+    for run in report.runs:
+        gpu = f", GPU memory {_mib(run.gpu_memory_bytes)} MiB" if run.gpu_memory_bytes else ""
+        console.print(f"{run.label}: load {run.load_s:.2f} s, peak RSS "
+                      f"{_mib(run.peak_rss_bytes) or 'n/a'} MiB{gpu}, threads {run.threads}",
+                      markup=False, highlight=False)
     if len(report.runs) > 1:
         console.print(comparison_table(report))
         for line in bar_chart(report, ascii_only=not _unicode(console)):
@@ -204,7 +226,7 @@ def bar_chart(report: BenchmarkReport, ascii_only: bool = False) -> list[str]:
         lines.append(f"{name}: {'generation' if metric == 'gen_tps' else 'prompt'} tokens/s")
         for label, value in values:
             filled = round(BAR_WIDTH * value / top)
-            lines.append(f"  {label:<{width}} {full * filled}{empty * (BAR_WIDTH - filled)} {value:.1f}")
+            lines.append(f"  {label:<{width}} {full * filled}{empty * (BAR_WIDTH - filled)} {_short(value)}")
     return lines
 
 

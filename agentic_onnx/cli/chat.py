@@ -11,21 +11,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional, get_type_hints
+from typing import Any, Optional
 
-from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, ModelOpt, ThreadsOpt
-from agentic_onnx.cli.run import run_command
-
-# `run`'s generation options, declared once there and reused as they are.
-_RUN_OPTIONS = get_type_hints(run_command, include_extras=True)
-SystemOpt = _RUN_OPTIONS["system"]
-MaxTokensOpt = _RUN_OPTIONS["max_tokens"]
-TemperatureOpt = _RUN_OPTIONS["temperature"]
-TopPOpt = _RUN_OPTIONS["top_p"]
-TopKOpt = _RUN_OPTIONS["top_k"]
-SeedOpt = _RUN_OPTIONS["seed"]
-StopOpt = _RUN_OPTIONS["stop"]
-YesOpt = _RUN_OPTIONS["yes"]
+from agentic_onnx.cli.options import (
+    DebugOpt,
+    ExecutionProviderOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    SeedOpt,
+    StopOpt,
+    SystemOpt,
+    TemperatureOpt,
+    ThreadsOpt,
+    TopKOpt,
+    TopPOpt,
+    YesOpt,
+)
 
 PROMPT = ">>> "
 HISTORY_LENGTH = 1000

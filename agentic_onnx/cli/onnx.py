@@ -23,7 +23,22 @@ def info_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
         render_info(report)
 
 
-from agentic_onnx.cli import store_commands  # noqa: E402, F401 - registers models/download/list/remove/verify/add
+
+def _register_commands() -> None:
+    """The `onnx` group's map: which function answers which command, in help order."""
+    from agentic_onnx.cli import bench_commands, store_commands
+
+    for name, command in (
+        ("models", store_commands.models_command),
+        ("download", store_commands.download_command),
+        ("list", store_commands.list_command),
+        ("remove", store_commands.remove_command),
+        ("verify", store_commands.verify_command),
+        ("add", store_commands.add_command),
+        ("test", bench_commands.test_command),
+        ("benchmark", bench_commands.benchmark_command),
+    ):
+        onnx_app.command(name)(command)
 
 
-from agentic_onnx.cli import bench_commands  # noqa: E402,F401  (registers `onnx test` and `onnx benchmark`)
+_register_commands()

@@ -40,3 +40,14 @@ ThreadsOpt = Annotated[
     Optional[int],
     typer.Option("--threads", metavar="N", help="CPU threads for the model. Default: physical cores."),
 ]
+
+# Generation options: `run`, the root form and `chat` declare them through these aliases.
+SystemOpt = Annotated[Optional[str], typer.Option("--system", "-s", metavar="TEXT", help="System message.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", metavar="N", help="Most new tokens. Default: 512.")]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", metavar="T", help="Sampling temperature; 0 is greedy. Default: 0.")]
+TopPOpt = Annotated[Optional[float], typer.Option("--top-p", metavar="P", help="Nucleus sampling mass. Default: 1.0.")]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", metavar="K", help="Sample among the k most likely tokens. Default: 50.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for sampling.")]
+StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop when this string appears (repeatable).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Download a missing catalog model without asking.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print load and eval statistics to stderr.")]

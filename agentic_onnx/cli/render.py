@@ -47,6 +47,12 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def print_json_line(data: Any) -> None:
+    """One compact JSON object on one line of stdout (JSON Lines: one tool call per line)."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
 def print_table(table: Table) -> None:
     stdout_console().print(table)
 
@@ -117,11 +123,12 @@ class MarkdownBlocks:
 class LiveMarkdownStream:
     """Terminal output: Markdown rendered live. Finished blocks are printed once, above a small
     live region that re-renders only the block being written (and the status line), at most
-    every 0.1 s and never more often than 20x its own render cost, so rendering stays a few
-    percent of one core however long the answer grows."""
+    every 0.1 s and never more often than 66x its own render cost, so rendering stays near 1.5%
+    of one core however long the answer grows; a block taller than the terminal is drawn from
+    its last screenful."""
 
     MIN_INTERVAL_S = 0.1
-    MAX_RENDER_SHARE = 0.05
+    MAX_RENDER_SHARE = 0.015
 
     def __init__(self, show_status: bool, console: Console | None = None) -> None:
         self._console = console or stdout_console()
@@ -161,10 +168,23 @@ class LiveMarkdownStream:
         self._console.print(Markdown(block))
         self._printed_any = True
 
+    def _visible_tail(self) -> str:
+        """The unfinished block, cut to what fits on the screen (a code fence's opening line is
+        kept, so the visible part still renders as code): rendering what scrolled away would
+        cost time and show nothing."""
+        lines = self._blocks.tail.split("\n")
+        room = max(self._console.size.height - 2, 4)
+        if len(lines) <= room:
+            return self._blocks.tail
+        opener = lines[0] if lines[0].lstrip().startswith(("```", "~~~")) else None
+        kept = lines[-(room - 1):] if opener else lines[-room:]
+        return "\n".join([opener, *kept] if opener else kept)
+
     def _live_view(self, now: float) -> Group:
         parts: list[Any] = []
-        if self._blocks.tail.strip():
-            parts.append(Markdown(self._blocks.tail))
+        tail = self._visible_tail()
+        if tail.strip():
+            parts.append(Markdown(tail))
         if self._show_status:
             elapsed = max(now - self._started, 1e-9)
             parts.append(Text(f"{self._chunks} tokens · {self._chunks / elapsed:.1f} tokens/s",

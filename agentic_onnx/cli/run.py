@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,8 +12,17 @@ from agentic_onnx.cli.options import (
     DebugOpt,
     ExecutionProviderOpt,
     JsonOpt,
+    MaxTokensOpt,
     ModelOpt,
+    SeedOpt,
+    StopOpt,
+    SystemOpt,
+    TemperatureOpt,
     ThreadsOpt,
+    TopKOpt,
+    TopPOpt,
+    VerboseOpt,
+    YesOpt,
 )
 from agentic_onnx.cli.router import AgentOpt, ComplexityOpt, ConfigOpt, LocalOnlyOpt, PrivacyOpt
 
@@ -21,18 +31,22 @@ def run_command(
     task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TEXT", help="The prompt. '-' (or no --task with piped stdin) reads stdin.")] = None,
     model: ModelOpt = None,
     provider: Annotated[Optional[str], typer.Option("--provider", "-p", metavar="NAME", help="onnx (local), anthropic, openrouter or a provider from the config. Default: the router decides.")] = None,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", metavar="TEXT", help="System message.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", metavar="N", help="Most new tokens. Default: 512.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", metavar="T", help="Sampling temperature; 0 is greedy. Default: 0.")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", metavar="P", help="Nucleus sampling mass. Default: 1.0.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", metavar="K", help="Sample among the k most likely tokens. Default: 50.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for sampling.")] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop when this string appears (repeatable).")] = None,
+    system: SystemOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    schema: Annotated[Optional[str], typer.Option("--schema", metavar="FILE|JSON", help="Answer with JSON valid for this JSON Schema (a file, or inline JSON). Local models are constrained while decoding; exit 1 when the answer is cut off or invalid.")] = None,
+    json_mode: Annotated[bool, typer.Option("--json-mode", help="Answer with any JSON object (--schema for {\"type\": \"object\"}).")] = False,
+    tools: Annotated[Optional[str], typer.Option("--tools", metavar="FILE", help="Tools the model may call: a JSON list in the OpenAI function format. Calls are printed as JSON lines (with --json: tool_calls).")] = None,
+    tool_choice: Annotated[Optional[str], typer.Option("--tool-choice", metavar="CHOICE", help="auto | none | required | a tool name. Default: auto.")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     json_output: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print load and eval statistics to stderr.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Download a missing catalog model without asking.")] = False,
+    verbose: VerboseOpt = False,
+    yes: YesOpt = False,
     agent: AgentOpt = None,
     privacy: PrivacyOpt = None,
     local_only: LocalOnlyOpt = False,
@@ -51,14 +65,69 @@ def run_command(
                             top_k=top_k, seed=seed, stop=stop)
     if threads is not None and not 1 <= threads <= 1024:
         raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
+    asked = AnswerSpec.from_options(schema, json_mode, tools, tool_choice)
     prompt = read_task(task)
     messages = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": prompt})
     route = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
-                       local_only=local_only, complexity=complexity)
+                       local_only=local_only, complexity=complexity,
+                       requires_tools=asked.requires_tools)
     _generate(messages, options, route, execution_provider=execution_provider, threads=threads,
               json_output=json_output, verbose=verbose, assume_yes=yes, config=config,
-              dry_run=dry_run, log_prompts=log_prompts)
+              dry_run=dry_run, log_prompts=log_prompts, asked=asked)
+
+
+@dataclass(frozen=True)
+class AnswerSpec:
+    """What the answer must be: free text, JSON for a schema, or text/a call to given tools."""
+
+    response_format: Any = None  # core.structured.ResponseFormat
+    tools: tuple[Any, ...] = ()  # core.tools.Tool
+    tool_choice: Any = None  # core.tools.ToolChoice
+
+    @classmethod
+    def from_options(cls, schema: str | None, json_mode: bool, tools: str | None,
+                     tool_choice: str | None) -> AnswerSpec:
+        from agentic_onnx.core.errors import UsageError
+
+        if schema is not None and json_mode:
+            raise UsageError("--schema and --json-mode exclude each other.",
+                             "--json-mode is --schema '{\"type\": \"object\"}'; pass one.")
+        if tools is None and tool_choice is not None:
+            raise UsageError("--tool-choice needs --tools.", "Pass --tools FILE.")
+        if tools is not None and (schema is not None or json_mode):
+            raise UsageError("--tools cannot be combined with --schema or --json-mode.",
+                             "A tool's parameters are its schema; pass one of them.")
+        if schema is not None or json_mode:
+            from agentic_onnx.core import structured
+
+            return cls(structured.load_schema(schema) if schema else structured.json_mode())
+        if tools is not None:
+            from agentic_onnx.core.tools import load_tools, parse_tool_choice
+
+            loaded = load_tools(tools)
+            return cls(tools=tuple(loaded), tool_choice=parse_tool_choice(tool_choice, loaded))
+        return cls()
+
+    @property
+    def requires_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice.mode != "none"
+
+    def route_kwargs(self) -> dict[str, Any]:
+        return {"tools": [tool.to_openai() for tool in self.tools] or None,
+                "tool_choice": self.tool_choice, "response_format": self.response_format}
+
+    def check(self, response: Any) -> None:
+        """Raise core.structured.StructuredOutputError unless the answer is what was asked."""
+        if self.response_format is not None:
+            from agentic_onnx.core.structured import check_answer
+
+            check_answer(response.text, response.finish_reason, self.response_format)
+        elif self.tools:
+            from agentic_onnx.core.tools import check_reply
+
+            check_reply(response.text, response.tool_calls, response.finish_reason, self.tools,
+                        self.tool_choice)
 
 
 def read_task(task: str | None) -> str:
@@ -76,8 +145,8 @@ def read_task(task: str | None) -> str:
 
 def _generate(messages, options, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
               json_output: bool, verbose: bool, assume_yes: bool, config: str | None,
-              dry_run: bool, log_prompts: bool) -> None:
-    """Route the request, stream the answer into the right view, report."""
+              dry_run: bool, log_prompts: bool, asked: AnswerSpec = AnswerSpec()) -> None:
+    """Route the request, stream the answer into the right view, check it, report."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_commands import resolve_for_run
     from agentic_onnx.router.execute import route_and_stream
@@ -85,7 +154,7 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
     routed = route_and_stream(
         messages, route, options, config_path=config,
         execution_provider=execution_provider, threads=threads, dry_run=dry_run,
-        log_prompts=log_prompts, on_notice=render.warning,
+        log_prompts=log_prompts, on_notice=render.warning, **asked.route_kwargs(),
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision
@@ -93,9 +162,9 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
         show_decision(routed.decision.to_json(), str(routed.config_path or "") or None, json_output)
         return
     response = routed.response
-    interrupted = _render_stream(response, json_output)
-    if json_output and not interrupted:
-        render.print_json(routed.to_json())
+    # JSON answers are printed only once checked, never streamed: no broken JSON on stdout.
+    interrupted = _render_stream(response, json_output or asked.response_format is not None)
+    failure = None if interrupted else _deliver(routed, asked, json_output)
     if verbose:
         usage = response.usage
         render.verbose_stats(usage.prompt_tokens if usage else 0,
@@ -103,6 +172,33 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
     if interrupted:
         render.note("Interrupted.")
         raise typer.Exit(130)
+    if failure is not None:
+        raise failure
+
+
+def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN202
+    """Check the finished answer and print what is not streamed; the error, if any, is
+    returned (with --json the object is still printed, with its `error`)."""
+    from agentic_onnx.cli import render
+    from agentic_onnx.core.response import tool_call_json
+    from agentic_onnx.core.structured import StructuredOutputError
+
+    response = routed.response
+    try:
+        asked.check(response)
+    except StructuredOutputError as error:
+        if json_output:
+            render.print_json({**routed.to_json(), "error": error.one_line()})
+        return error
+    if json_output:
+        render.print_json(routed.to_json())
+    elif asked.response_format is not None:
+        with render.PlainStream() as view:
+            view.add(response.text)
+    else:
+        for call in response.tool_calls:
+            render.print_json_line(tool_call_json(call))
+    return None
 
 
 def _render_stream(response, json_output: bool) -> bool:  # noqa: ANN001

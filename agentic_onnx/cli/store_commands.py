@@ -12,14 +12,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from agentic_onnx.cli.onnx import onnx_app
 from agentic_onnx.cli.options import DebugOpt, JsonOpt
 
 ModelIdArg = Annotated[str, typer.Argument(metavar="ID", help="A catalog id, family alias or custom name.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-@onnx_app.command("models")
 def models_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """List the model catalog: EP, precision, size, context, installed, fits this machine."""
     from agentic_onnx.cli import render
@@ -56,7 +54,6 @@ def catalog_rows() -> list[dict[str, Any]]:
     return rows
 
 
-@onnx_app.command("download")
 def download_command(
     model_id: ModelIdArg,
     revision: Annotated[Optional[str], typer.Option("--revision", metavar="REV", help="Branch, tag or commit. Default: the catalog's.")] = None,
@@ -108,7 +105,6 @@ def download_with_progress(spec: str, revision: str | None = None, force: bool =
     return result
 
 
-@onnx_app.command("list")
 def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """List installed models: size on disk, EP, revision, last used, path."""
     from agentic_onnx.cli import render
@@ -133,7 +129,6 @@ def _size_on_disk(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-@onnx_app.command("remove")
 def remove_command(model_id: ModelIdArg, yes: YesOpt = False, debug: DebugOpt = False) -> None:
     """Delete an installed model (only ever inside the store). Asks first on a terminal."""
     from agentic_onnx.cli import render
@@ -164,7 +159,6 @@ def remove_command(model_id: ModelIdArg, yes: YesOpt = False, debug: DebugOpt = 
     render.note(f"Removed {model_id}.")
 
 
-@onnx_app.command("verify")
 def verify_command(model_id: ModelIdArg, json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Re-check the SHA-256 of every file of an installed model against its manifest."""
     from agentic_onnx.cli import render
@@ -178,7 +172,6 @@ def verify_command(model_id: ModelIdArg, json_output: JsonOpt = False, debug: De
         print(f"{manifest.id}: {len(manifest.files)} files OK")
 
 
-@onnx_app.command("add")
 def add_command(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The name to use with --model.")],
     path: Annotated[Optional[Path], typer.Option("--path", metavar="DIR", help="A local onnxruntime-genai model folder.")] = None,

@@ -29,7 +29,8 @@ def catalog_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Models (* recommended for this machine)", title_justify="left")
     table.add_column("id", no_wrap=True)
     for column, justify in (("EP", "left"), ("precision", "left"), ("size", "right"),
-                            ("context", "right"), ("installed", "center"), ("fits", "left")):
+                            ("context", "right"), ("tools", "center"), ("installed", "center"),
+                            ("fits", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         marker = "* " if row.get("recommended") else "  "
@@ -38,9 +39,11 @@ def catalog_table(rows: list[dict[str, Any]]) -> Table:
         fits = "yes" if row["fits"] else f"no: {row['fit_reason']}"
         if row["fits"] is None:
             fits = "?"
+        tools = "?" if "capabilities" not in row else \
+            ("yes" if "tools" in row["capabilities"] else "-")  # catalog: tool calling done well
         table.add_row(marker + row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
-                      row["precision"] or "?", size, context, "yes" if row["installed"] else "-",
-                      fits)
+                      row["precision"] or "?", size, context, tools,
+                      "yes" if row["installed"] else "-", fits)
     return table
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentic_onnx.core.engine import LoadedModel, Message
-from agentic_onnx.core.errors import GenerationError
+from agentic_onnx.core.errors import GenerationError, PromptTooLongError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.options import GenerationOptions
 
@@ -34,30 +34,37 @@ class PrefillStats:
     prompt_tokens: int  # the whole prompt, as the model sees it
     reused_tokens: int  # kept in the KV cache from earlier requests, not computed again
     appended_ids: tuple[int, ...]  # fed to the model for this request
-    rewound: bool  # the cache held tokens this prompt does not continue, and dropped them
+    rewound: bool  # the cache was cut back: tokens this prompt does not continue, or the unfed last one
 
 
 class PrefixCache:
     """One genai generator kept across requests on one model.
 
-    genai 0.18 detail: the last token of a generation is sampled but never fed to the model, and
-    appending right after generating gives logits that differ from a fresh prefill (measured:
-    up to 6.6 on tiny-qwen2). So that token is always rewound and appended again with the new
-    tokens, which is exact.
+    genai 0.18 detail: the last token of a generation (unless it is EOS, which genai does not
+    add to the sequence) is sampled but not yet fed to the model, and appending right after it
+    gives logits that differ from a fresh prefill (measured: up to 6.6 on tiny-qwen2). So only
+    tokens known to be fed are kept (`_fed`); that last token is rewound and appended again with
+    the new ones, which is exact.
     """
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, reseed_each_request: bool = True) -> None:
+        """`reseed_each_request`: a seeded sampling request gets a new generator (and so the
+        same answer every time, as `serve` promises); a conversation keeps one random stream
+        for the whole session instead, so a seeded session replays as a whole."""
         self.model = model
+        self.reseed_each_request = reseed_each_request
         self.last: PrefillStats | None = None
         self.generated_ids: list[int] = []  # the tokens of the last generation, EOS included
         self._generator: Any = None
         self._search: dict[str, Any] | None = None
-        self._pending_token = False  # the sequence ends with a sampled, unfed token
+        self._fed = 0  # the first `_fed` tokens of the sequence are in the KV cache
         self._view = _CachedModel(**model.__dict__, cache=self)
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[StreamEvent]:
-        """`LoadedModel.stream` over the cached generator: the same events, less prefill."""
-        return self._view.stream(messages, options)
+    def stream(self, messages: Sequence[Message], options: GenerationOptions,
+               **extra: Any) -> Iterator[StreamEvent]:
+        """`LoadedModel.stream` over the cached generator: the same events, less prefill.
+        `extra` goes to `LoadedModel.stream` as it is (guidance, tools)."""
+        return self._view.stream(messages, options, **extra)
 
     def encode_prompt(self, messages: Sequence[Message]) -> list[int]:
         """The prompt tokens of `messages` (remembered, so `stream` does not encode them twice)."""
@@ -65,7 +72,7 @@ class PrefixCache:
 
     def reset(self) -> None:
         """Forget the cache; the next request starts a new generator."""
-        self._generator, self._search, self._pending_token = None, None, False
+        self._generator, self._search, self._fed = None, None, 0
 
     @property
     def cached_tokens(self) -> int:
@@ -76,20 +83,20 @@ class PrefixCache:
         generator = self._prefill(list(prompt_tokens), options)
         self.generated_ids = []
         while not generator.is_done():
-            self._pending_token = True
+            before = int(generator.token_count())
             generator.generate_next_token()
+            self._fed = before  # set after the call: an interruption can only make it smaller
             token = int(generator.get_next_tokens()[0])
             self.generated_ids.append(token)
             yield token
 
     def _prefill(self, prompt: list[int], options: GenerationOptions) -> Any:
         search = self.model.search_options(self.model.folder.context_length, options)
-        seeded_sampling = not options.greedy and options.seed is not None  # reproducible: new RNG
-        if self._generator is None or search != self._search or seeded_sampling:
+        reseed = self.reseed_each_request and not options.greedy and options.seed is not None
+        if self._generator is None or search != self._search or reseed:
             self._new_generator(search)
         cached = self._sequence()
-        fed = len(cached) - 1 if self._pending_token else len(cached)
-        keep = min(common_prefix_length(cached, prompt), fed, len(prompt) - 1)
+        keep = min(common_prefix_length(cached, prompt), self._fed, len(prompt) - 1)
         try:
             if keep < len(cached):
                 self._generator.rewind_to(keep)
@@ -98,7 +105,7 @@ class PrefixCache:
             self.reset()
             raise GenerationError(f"onnxruntime-genai could not extend the KV cache: {error}",
                                   "Start a new conversation (/clear) or restart the command.") from None
-        self._pending_token = False
+        self._fed = len(prompt)
         self.last = PrefillStats(len(prompt), keep, tuple(prompt[keep:]), keep < len(cached))
         return self._generator
 
@@ -108,7 +115,7 @@ class PrefixCache:
         params = og.GeneratorParams(self.model.og_model)
         params.set_search_options(**search)
         self._generator = og.Generator(self.model.og_model, params)
-        self._search, self._pending_token = search, False
+        self._search, self._fed = search, 0
 
     def _sequence(self) -> list[int]:
         if not self.cached_tokens:
@@ -137,8 +144,14 @@ class _CachedModel(LoadedModel):
             self._memo = (text, super().encode(text))
         return list(self._memo[1])
 
-    def generate_tokens(self, prompt_tokens: Sequence[int], options: GenerationOptions) -> Iterator[int]:
+    def generate_tokens(self, prompt_tokens: Sequence[int], options: GenerationOptions,
+                        guidance: Any = None) -> Iterator[int]:
         assert self.cache is not None
+        if guidance is not None:  # a grammar is set when a generator is made: no reuse
+            self.cache.reset()
+            self.cache.last = PrefillStats(len(prompt_tokens), 0, tuple(prompt_tokens), False)
+            self.cache.generated_ids = []
+            return super().generate_tokens(prompt_tokens, options, guidance)
         return self.cache.generate_tokens(prompt_tokens, options)
 
 
@@ -169,7 +182,7 @@ class Conversation:
         self.system = system or None
         self.turns: list[Message] = []
         self.history: list[TurnStats] = []
-        self._cache = PrefixCache(model)
+        self._cache = PrefixCache(model, reseed_each_request=False)
         self._on_notice = on_notice or (lambda message: None)
 
     @property
@@ -247,15 +260,20 @@ class Conversation:
             rewound=prefill.rewound if prefill else False))
 
     def _fit(self, options: GenerationOptions) -> int:
-        """Drop the oldest exchanges until the history leaves room for an answer."""
-        room = self.model.folder.context_length - self.reserve_tokens(options)
-        dropped = 0
-        while (len(self.turns) > 1
-               and len(self._cache.encode_prompt(self.messages)) > room):
-            count = 2 if len(self.turns) > 2 and self.turns[1]["role"] == "assistant" else 1
-            del self.turns[:count]
-            dropped += count
+        """Drop the oldest exchanges until the history leaves room for an answer. A new turn
+        that cannot fit even alone is an error, and then nothing is dropped."""
+        context = self.model.folder.context_length
+        room = context - self.reserve_tokens(options)
+        kept, system = list(self.turns), self.messages[:len(self.messages) - len(self.turns)]
+        length = len(self._cache.encode_prompt(system + kept))
+        while len(kept) > 1 and length > room:
+            del kept[:2 if len(kept) > 2 and kept[1]["role"] == "assistant" else 1]
+            length = len(self._cache.encode_prompt(system + kept))
+        if length >= context:
+            raise PromptTooLongError(length, context)
+        dropped = len(self.turns) - len(kept)
         if dropped:
+            self.turns[:] = kept
             self._on_notice(f"The context is full: dropped the {dropped} oldest messages "
                             "(the system prompt is kept).")
         return dropped

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentic_onnx.core.errors import GenerationError, PromptTooLongError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
@@ -25,7 +25,10 @@ from agentic_onnx.core.model_folder import ModelFolder
 from agentic_onnx.core.options import GenerationOptions
 from agentic_onnx.core.stop_strings import StopStringMatcher
 
-Message = dict[str, str]
+if TYPE_CHECKING:
+    from agentic_onnx.core.structured import Guidance
+
+Message = dict[str, Any]
 
 
 @dataclass
@@ -40,9 +43,16 @@ class LoadedModel:
     tokenizer: Any = field(repr=False)
     warnings: list[str] = field(default_factory=list)
 
-    def render_prompt(self, messages: Sequence[Message]) -> str:
-        """The model's own chat template applied to `messages`, ready for the assistant's turn."""
+    def render_prompt(self, messages: Sequence[Message],
+                      tools: Sequence[dict[str, Any]] | None = None) -> str:
+        """The model's own chat template applied to `messages`, ready for the assistant's turn.
+        `tools` (OpenAI function format) go to the template's `tools` variable (core.tools
+        passes them only to templates that use it)."""
         try:
+            if tools:
+                return self.tokenizer.apply_chat_template(
+                    json.dumps(list(messages)), tools=json.dumps(list(tools)),
+                    add_generation_prompt=True)
             return self.tokenizer.apply_chat_template(
                 json.dumps(list(messages)), add_generation_prompt=True
             )
@@ -56,28 +66,37 @@ class LoadedModel:
         return [int(token) for token in self.tokenizer.encode(text)]
 
     def generate_tokens(
-        self, prompt_tokens: Sequence[int], options: GenerationOptions
+        self, prompt_tokens: Sequence[int], options: GenerationOptions,
+        guidance: Guidance | None = None,
     ) -> Iterator[int]:
-        """The bare decode loop: yields each new token id until EOS or the length limit."""
+        """The bare decode loop: yields each new token id until EOS or the length limit.
+        With `guidance` (core.structured), every token is constrained by that grammar."""
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.og_model)
         params.set_search_options(**self._search_options(len(prompt_tokens), options))
-        generator = og.Generator(self.og_model, params)
+        if guidance is None:
+            generator = og.Generator(self.og_model, params)
+        else:
+            generator = _guided_generator(og, self.og_model, params, guidance)
         generator.append_tokens(list(prompt_tokens))
         while not generator.is_done():
             generator.generate_next_token()
             yield int(generator.get_next_tokens()[0])
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[StreamEvent]:
-        """Generate a reply to `messages`, yielding text deltas, then usage and finish."""
-        prompt_tokens = self.encode(self.render_prompt(messages))
+    def stream(self, messages: Sequence[Message], options: GenerationOptions,
+               guidance: Guidance | None = None,
+               tools: Sequence[dict[str, Any]] | None = None) -> Iterator[StreamEvent]:
+        """Generate a reply to `messages`, yielding text deltas, then usage and finish.
+        `guidance` constrains the tokens; `tools` are rendered by the chat template (turning
+        the text of a tool call into ToolCallDelta events is core.tools' job)."""
+        prompt_tokens = self.encode(self.render_prompt(messages, tools))
         max_length = self._max_length(len(prompt_tokens), options)
         token_stream = self.tokenizer.create_stream()
         stops = StopStringMatcher(options.stop)
-        eos = set(self.folder.eos_token_ids) | set(self._tokenizer_eos())
+        eos = self.eos_ids()
         completion_tokens, reason, stopped = 0, "length", False
-        for token in self.generate_tokens(prompt_tokens, options):
+        for token in self.generate_tokens(prompt_tokens, options, guidance):
             completion_tokens += 1
             if token in eos:
                 reason = "stop"
@@ -128,6 +147,20 @@ class LoadedModel:
         if options.seed is not None:
             search["random_seed"] = options.seed
         return search
+
+
+def _guided_generator(og: Any, og_model: Any, params: Any, guidance: Guidance) -> Any:
+    """A generator constrained by `guidance`; a grammar llguidance cannot build is a usage error
+    (it surfaces when the generator is created, not in set_guidance)."""
+    from agentic_onnx.core.structured import unsupported_schema
+
+    params.set_guidance(guidance.kind, guidance.data, False)
+    try:
+        return og.Generator(og_model, params)
+    except RuntimeError as error:
+        if "grammar" not in str(error).lower():
+            raise
+        raise unsupported_schema(error) from None
 
 
 _LOADED: dict[tuple[str, str, int], LoadedModel] = {}
@@ -183,6 +216,7 @@ def _create(folder: ModelFolder, provider: str, threads: int) -> LoadedModel:
         ))
         og_model = og.Model(config)
         tokenizer = og.Tokenizer(og_model)
+        tokenizer.encode("")  # the tokenizer's one-time setup (60-110 ms) belongs to loading
     except Exception as error:  # noqa: BLE001 - genai raises RuntimeError/OSError with its reason
         raise GenerationError(
             f"onnxruntime-genai could not load {folder.name} on {EP_LABELS[provider]}: {error}",

@@ -38,5 +38,5 @@ def build_options(**values: object) -> GenerationOptions:
         option = "--" + str(first["loc"][0]).replace("_", "-")
         raise UsageError(
             f"Invalid value for {option}: {first['msg']}.",
-            f"See `agentic-onnx run --help` for the allowed range.",
+            "See `agentic-onnx run --help` for the allowed range.",
         ) from None

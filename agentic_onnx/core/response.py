@@ -1,7 +1,8 @@
 """A Response iterates a provider's event stream once and measures it, for every consumer.
 
 Timings (monotonic clock):
-- `ttft_ms`: from the start of the request (after the model is loaded) to the first visible text.
+- `ttft_ms`: from the start of the request (after the model is loaded) to the first visible text
+  (or the first piece of a tool call, for a reply that is only a call).
 - `decode_tokens_per_s`: completion tokens after the first, over the time after the first text.
 - `total_s`: from the start of the request to the end of the stream.
 `load_s` is set by whoever loaded the model (0 for a cached model).
@@ -9,11 +10,20 @@ Timings (monotonic clock):
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from agentic_onnx.core.events import Finish, FinishReason, StreamEvent, TextDelta, Usage
+from agentic_onnx.core.events import (
+    Finish,
+    FinishReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 
 @dataclass
@@ -48,6 +58,7 @@ class Response:
     chunks: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    _calls: dict[str, dict[str, str]] = field(default_factory=dict)
     _started: float | None = None
     _first_text: float | None = None
     _ended: float | None = None
@@ -60,13 +71,21 @@ class Response:
                     if self._first_text is None:
                         self._first_text = time.perf_counter()
                     self.chunks.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    if self._first_text is None:
+                        self._first_text = time.perf_counter()
+                    self._add_call_piece(event)
                 elif isinstance(event, Usage):
                     self.usage = event
                 elif isinstance(event, Finish):
+                    # The stream's own end: bookkeeping that wrappers do after it (the usage
+                    # log's write, say) is not generation time.
+                    self._ended = time.perf_counter()
                     self.finish_reason = event.reason
                 yield event
         finally:
-            self._ended = time.perf_counter()
+            if self._ended is None:  # an interrupted or failed stream ends here
+                self._ended = time.perf_counter()
 
     def consume(self) -> Response:
         """Run the stream to the end without looking at the events."""
@@ -74,9 +93,19 @@ class Response:
             pass
         return self
 
+    def _add_call_piece(self, event: ToolCallDelta) -> None:
+        call = self._calls.setdefault(event.id, {"id": event.id, "name": "", "arguments": ""})
+        call["name"] = event.name or call["name"]
+        call["arguments"] += event.arguments_json_fragment
+
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def tool_calls(self) -> list[dict[str, str]]:
+        """The calls the model made, in order: id, name and the arguments' JSON text."""
+        return [dict(call) for call in self._calls.values()]
 
     @property
     def timings(self) -> Timings:
@@ -110,4 +139,23 @@ class Response:
             },
             "timings": self.timings.to_json(),
             "cost_usd": self.cost_usd,
+            **({"tool_calls": [tool_call_json(call) for call in self._calls.values()]}
+               if self._calls else {}),
         }
+
+
+def tool_call_json(call: dict[str, str]) -> dict[str, object]:
+    """A call for `--json`: arguments as a JSON object; the exact JSON text instead when it
+    does not parse or holds a number beyond a double's range (it would print as Infinity)."""
+    try:
+        arguments: object = json.loads(call["arguments"] or "{}", parse_float=_finite_float)
+    except ValueError:
+        arguments = call["arguments"]
+    return {"id": call["id"], "name": call["name"], "arguments": arguments}
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double's range")
+    return value

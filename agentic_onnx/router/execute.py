@@ -64,6 +64,8 @@ def route_and_stream(
     execution_provider: str = "auto",
     threads: int | None = None,
     tools: Sequence[dict[str, Any]] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
     dry_run: bool = False,
     log_prompts: bool = False,
     resolve_local: Callable[[str], Any] | None = None,
@@ -73,7 +75,9 @@ def route_and_stream(
     fallback: bool = True,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
-    (default: core.resolve.resolve_model; the CLI passes its own to offer downloads)."""
+    (default: core.resolve.resolve_model; the CLI passes its own to offer downloads).
+    `tools`/`tool_choice` (core.tools) and `response_format` (core.structured) go to every
+    candidate in its own mechanism (see ProviderRequest)."""
     loaded, decision = plan_route(messages, flags, config_path)
     if dry_run:
         return RoutedRun(decision, None, [], loaded.path)
@@ -91,7 +95,8 @@ def route_and_stream(
 
     executor = FallbackExecutor(
         candidates=list(decision.candidates), provider_for=provider_for,
-        request_for=lambda candidate: ProviderRequest(messages, candidate.model, options, tools),
+        request_for=lambda candidate: ProviderRequest(messages, candidate.model, options, tools,
+                                                      tool_choice, response_format),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)

@@ -16,6 +16,9 @@ Order of precedence:
    optimised modes, which order every usable provider by price (`cost-optimized`), by the
    usage log's median latency (`performance-optimized`) or by the price table's quality tier
    (`quality-optimized`).
+4. Tools. A request that needs tool calling (`requiresTools`) puts local onnx candidates whose
+   model the catalog does not mark `tools` behind the other candidates (they can still call
+   tools, by constrained decoding, but with less skill); unknown models keep their place.
 """
 
 from __future__ import annotations
@@ -161,7 +164,38 @@ def decide(config: RouterConfig, flags: RouteFlags, task: str,
         _choose_by_metric(decision, config, flags, context)
     if decision.private:
         _keep_local_only(decision, config, flags)
+    if flags.requires_tools and explicit is None:
+        _prefer_tool_capable(decision, config)
     return decision
+
+
+def tool_capability(model: str | None) -> bool | None:
+    """The catalog's word on a local model's tool calling: True or False for a catalog id or
+    family (every variant must have `tools`), None when the catalog does not know the model."""
+    if not model:
+        return None
+    from agentic_onnx.core.catalog import load_catalog
+
+    catalog = load_catalog()
+    entry = catalog.get(model)
+    entries = [entry] if entry is not None else catalog.family(model)
+    if not entries:
+        return None
+    return all("tools" in variant.capabilities for variant in entries)
+
+
+def _prefer_tool_capable(decision: Decision, config: RouterConfig) -> None:
+    weak = [c for c in decision.candidates
+            if config.kind_of(c.provider) == "onnx" and tool_capability(c.model) is False]
+    if not weak or len(weak) == len(decision.candidates):
+        return
+    first = decision.candidates[0]
+    decision.candidates = [c for c in decision.candidates if c not in weak] + weak
+    if decision.candidates[0] != first:
+        chosen = decision.candidates[0]
+        decision.reason += (f"; the request needs tools and the catalog does not mark "
+                            f"{first.model} as tool-capable, so {chosen.provider} answers first")
+        decision.provider, decision.model = chosen.provider, chosen.model
 
 
 def _complexity(flags: RouteFlags, task: str) -> tuple[str, str]:

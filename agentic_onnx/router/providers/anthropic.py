@@ -3,6 +3,11 @@
 Events: message_start (input tokens), content_block_start (text or tool_use), content_block_delta
 (text_delta, input_json_delta), content_block_stop, message_delta (stop_reason, output tokens),
 message_stop, ping, error (e.g. overloaded_error, which is retryable like HTTP 529).
+
+Tools: OpenAI-format tools become Anthropic tools (`input_schema`), `tool_choice` auto/none/
+required/named becomes auto/none/any/tool, assistant `tool_calls` become `tool_use` blocks and
+`role: tool` results `tool_result` blocks. A `--schema` becomes one forced tool whose input is
+the answer: its input_json deltas are streamed as text, and its tool_use stop is a plain stop.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+from agentic_onnx.core.errors import UsageError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.tool_prompt import message_text
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import Provider, ProviderRequest, system_and_turns
 from agentic_onnx.router.providers.http import HttpTarget, make_client, sse_events
@@ -48,7 +55,7 @@ class AnthropicProvider(Provider):
         self.prepare(request)
         headers = {"x-api-key": self._api_key or "", "anthropic-version": API_VERSION,
                    **self._headers}
-        parser = _MessageStream(self.name)
+        parser = _MessageStream(self.name, answer_tool=_answer_tool_name(request))
         events = sse_events(self._client, self._target, f"{self._base_url}/v1/messages",
                             headers, self._payload(request))
         with closing(events):
@@ -62,7 +69,7 @@ class AnthropicProvider(Provider):
         system, turns = system_and_turns(request.messages)
         options, chosen = request.options, request.options.model_fields_set
         payload: dict[str, Any] = {"model": request.model, "max_tokens": options.max_tokens,
-                                   "messages": list(turns), "stream": True}
+                                   "messages": anthropic_messages(turns), "stream": True}
         if system:
             payload["system"] = system
         if "temperature" in chosen:
@@ -73,16 +80,95 @@ class AnthropicProvider(Provider):
             payload["top_k"] = options.top_k
         if options.stop:
             payload["stop_sequences"] = list(options.stop)
-        if request.tools:
-            payload["tools"] = list(request.tools)
+        fmt = request.response_format
+        if fmt is not None:
+            payload["tools"] = [{"name": fmt.name, "input_schema": _object_schema(fmt),
+                                 "description": "Answer by calling this tool: its input is "
+                                                "the answer."}]
+            payload["tool_choice"] = {"type": "tool", "name": fmt.name}
+        elif request.tools:
+            payload["tools"] = [anthropic_tool(tool) for tool in request.tools]
+            if request.tool_choice is not None:
+                payload["tool_choice"] = anthropic_tool_choice(request.tool_choice)
         return payload
+
+
+def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI function tool as an Anthropic tool (an Anthropic tool is passed as it is)."""
+    function = tool.get("function")
+    if not isinstance(function, dict):
+        return dict(tool)
+    result = {"name": function["name"],
+              "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    if function.get("description"):
+        result["description"] = function["description"]
+    return result
+
+
+def anthropic_tool_choice(choice: Any) -> dict[str, Any]:
+    """core.tools.ToolChoice -> Anthropic's tool_choice."""
+    if choice.mode == "named":
+        return {"type": "tool", "name": choice.name}
+    return {"type": {"required": "any"}.get(choice.mode, choice.mode)}
+
+
+def anthropic_messages(turns: list[Any]) -> list[Any]:
+    """OpenAI-shaped turns as Anthropic messages: assistant tool_calls -> tool_use blocks, a run
+    of `tool` results -> one user message of tool_result blocks. Other turns pass unchanged."""
+    messages: list[Any] = []
+    for turn in turns:
+        if turn.get("role") == "tool":
+            block = {"type": "tool_result", "tool_use_id": turn.get("tool_call_id"),
+                     "content": message_text(turn.get("content"))}
+            last = messages[-1] if messages else None
+            if last and last.get("role") == "user" and isinstance(last.get("content"), list) \
+                    and all(part.get("type") == "tool_result" for part in last["content"]):
+                last["content"].append(block)
+            else:
+                messages.append({"role": "user", "content": [block]})
+        elif turn.get("role") == "assistant" and turn.get("tool_calls"):
+            text = message_text(turn.get("content"))
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            blocks += [{"type": "tool_use", "id": call.get("id"),
+                        "name": (call.get("function") or {}).get("name"),
+                        "input": _arguments((call.get("function") or {}).get("arguments"))}
+                       for call in turn["tool_calls"]]
+            messages.append({"role": "assistant", "content": blocks})
+        else:
+            messages.append(turn)
+    return messages
+
+
+def _arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments or "{}")
+        except ValueError:
+            return {}
+    return arguments or {}
+
+
+def _answer_tool_name(request: ProviderRequest) -> str | None:
+    return request.response_format.name if request.response_format is not None else None
+
+
+def _object_schema(fmt: Any) -> dict[str, Any]:
+    """Anthropic tool inputs are objects: a schema for anything else cannot be forced."""
+    schema = fmt.cloud_schema()
+    if schema.get("type", "object") != "object":
+        raise UsageError("Anthropic can only be asked for a JSON object (--schema with "
+                         f"\"type\": \"object\"), not {schema.get('type')!r}.",
+                         "Wrap the value in an object schema, or use another provider.")
+    return {"type": "object", **schema}
 
 
 class _MessageStream:
     """Turns Anthropic's SSE events into our events; keeps the usage and the stop reason."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, answer_tool: str | None = None) -> None:
         self.provider = provider
+        self.answer_tool = answer_tool  # the forced tool of a --schema request: its input is text
+        self._answer_blocks: set[int] = set()
         self.input_tokens = 0
         self.output_tokens = 0
         self.stop_reason: str | None = None
@@ -121,10 +207,16 @@ class _MessageStream:
             raise ProviderError(self.provider, "Anthropic closed the stream before message_stop.",
                                 "Try again.", retryable=True)
         yield Usage(self.input_tokens, self.output_tokens)
-        yield Finish(STOP_REASONS.get(self.stop_reason or "", "stop"))  # type: ignore[arg-type]
+        reason = STOP_REASONS.get(self.stop_reason or "", "stop")
+        if reason == "tool_calls" and self._answer_blocks:
+            reason = "stop"  # the forced answer tool: the answer is complete
+        yield Finish(reason)  # type: ignore[arg-type]
 
     def _block_start(self, index: int, block: dict[str, Any]) -> Iterator[StreamEvent]:
-        if block.get("type") == "tool_use":
+        if block.get("type") == "tool_use" and self.answer_tool is not None \
+                and block.get("name") == self.answer_tool:
+            self._answer_blocks.add(index)
+        elif block.get("type") == "tool_use":
             self._tool_ids[index] = str(block.get("id", f"tool_{index}"))
             yield ToolCallDelta(self._tool_ids[index], block.get("name"), "")
         elif block.get("type") == "text" and block.get("text"):
@@ -133,6 +225,9 @@ class _MessageStream:
     def _delta(self, index: int, delta: dict[str, Any]) -> Iterator[StreamEvent]:
         if delta.get("type") == "text_delta" and delta.get("text"):
             yield TextDelta(delta["text"])
+        elif delta.get("type") == "input_json_delta" and index in self._answer_blocks:
+            if delta.get("partial_json"):
+                yield TextDelta(delta["partial_json"])
         elif delta.get("type") == "input_json_delta":
             call_id = self._tool_ids.get(index, f"tool_{index}")
             yield ToolCallDelta(call_id, None, delta.get("partial_json", ""))

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentic_onnx.core.events import StreamEvent
 from agentic_onnx.core.options import GenerationOptions
+
+if TYPE_CHECKING:
+    from agentic_onnx.core.structured import ResponseFormat
+    from agentic_onnx.core.tools import ToolChoice
 
 Message = dict[str, Any]
 
@@ -22,12 +26,18 @@ Message = dict[str, Any]
 @dataclass(frozen=True)
 class ProviderRequest:
     """One chat request. `options.model_fields_set` tells which options the user chose: cloud
-    providers send only those (and max_tokens), so their own defaults apply otherwise."""
+    providers send only those (and max_tokens), so their own defaults apply otherwise.
+
+    `messages` use the OpenAI chat shape (assistant `tool_calls`, `role: tool` results);
+    `tools` the OpenAI function format, already checked (core.tools.parse_tools);
+    `tool_choice` None means auto; `response_format` asks for JSON valid for a schema."""
 
     messages: Sequence[Message]
     model: str | None
     options: GenerationOptions = field(default_factory=GenerationOptions)
     tools: Sequence[dict[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
 
 class Provider:

@@ -14,6 +14,7 @@ Resolver = Callable[[str], Any]  # model spec -> core.model_folder.ModelFolder
 
 class OnnxProvider(Provider):
     kind = "onnx"
+    supports_tools = True  # by constrained decoding; the catalog says which models do it well
 
     def __init__(self, name: str, execution_provider: str = "auto", threads: int | None = None,
                  resolve: Resolver | None = None) -> None:
@@ -46,5 +47,16 @@ class OnnxProvider(Provider):
         self.warnings = list(self._loaded.warnings)
 
     def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+        """Plain, schema-constrained (core.structured) or with tools (core.tools)."""
         self.prepare(request)
-        yield from self._loaded.stream(request.messages, request.options)
+        if request.tools:
+            from agentic_onnx.core.tools import AUTO, parse_tools, stream_with_tools
+
+            yield from stream_with_tools(self._loaded, request.messages, request.options,
+                                         parse_tools(list(request.tools)),
+                                         request.tool_choice or AUTO)
+        elif request.response_format is not None:
+            yield from self._loaded.stream(request.messages, request.options,
+                                           guidance=request.response_format.guidance())
+        else:
+            yield from self._loaded.stream(request.messages, request.options)

@@ -128,9 +128,28 @@ class OpenAICompatProvider(Provider):
                 payload[option] = getattr(options, option)
         if options.stop:
             payload["stop"] = list(options.stop)
+        if request.response_format is not None:
+            payload["response_format"] = openai_response_format(request.response_format)
         if request.tools:
             payload["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                payload["tool_choice"] = openai_tool_choice(request.tool_choice)
         return payload
+
+
+def openai_response_format(fmt: Any) -> dict[str, Any]:
+    """core.structured.ResponseFormat -> `response_format` (json_schema, or json_object)."""
+    if fmt.json_mode:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": fmt.name,
+                                                   "schema": fmt.cloud_schema()}}
+
+
+def openai_tool_choice(choice: Any) -> Any:
+    """core.tools.ToolChoice -> `tool_choice` ("auto"/"none"/"required" or a named function)."""
+    if choice.mode == "named":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
 
 
 class _ChunkStream:

@@ -1,0 +1,276 @@
+"""The Anthropic dialect: `POST /v1/messages`, streamed or not, so the Anthropic SDK (and agents
+built on it) can run on a local model with `ANTHROPIC_BASE_URL=http://127.0.0.1:PORT`.
+
+The stream is Anthropic's own event sequence: message_start, content_block_start, ping,
+content_block_delta..., content_block_stop, message_delta (stop_reason, usage), message_stop.
+Text, `tool_use` and `tool_result` blocks; images and documents are a 400. With `tools`, a
+reply may be a call (core.tools: constrained decoding), sent as a `tool_use` block (its input
+as one input_json_delta) with stop_reason `tool_use`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.server.http import (
+    ApiError,
+    EventStream,
+    check_api_key,
+    collect,
+    error_response,
+    first_item,
+    job_items,
+    parse_body,
+    sse,
+    submit,
+    tool_calls_json,
+)
+from agentic_onnx.server.pool import Ended, Started
+
+
+class _TextBlock(BaseModel):
+    model_config = ConfigDict(extra="allow")  # cache_control and friends are ignored
+    type: Literal["text"]
+    text: str
+
+
+class _Block(BaseModel):
+    """A message content block: text, a tool_use (assistant) or a tool_result (user)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "tool_use", "tool_result"]
+    text: Optional[str] = None
+    id: Optional[str] = None
+    name: Optional[str] = None
+    input: Optional[dict[str, Any]] = None
+    tool_use_id: Optional[str] = None
+    content: Union[str, list[dict[str, Any]], None] = None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user", "assistant"]
+    content: Union[str, list[_Block]]
+
+
+class MessagesRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    max_tokens: int = Field(ge=1)
+    messages: list[_Message] = Field(min_length=1)
+    system: Union[str, list[_TextBlock], None] = None
+    temperature: Optional[float] = Field(None, ge=0.0, le=1.0)
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    top_k: Optional[int] = Field(None, ge=1)
+    stop_sequences: Optional[list[str]] = None
+    stream: bool = False
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: Optional[dict[str, Any]] = None
+
+
+def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
+    if status >= 500 and status != 503:
+        kind = "api_error"
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+async def messages(request: Request) -> Response:
+    state = request.app.state
+    try:
+        check_api_key(request, state.api_key, allow_x_api_key=True)
+        body: MessagesRequest = await parse_body(request, MessagesRequest)
+        chat, options = _to_engine(body)
+        job = submit(state.pool, body.model, chat, options, **_answer(body))
+        started = await first_item(job, request)
+    except ApiError as error:
+        return error_response(error, error_body)
+    message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
+               "model": state.pool.worker_for(body.model).model_id}
+    if body.stream:
+        return EventStream(_events(job, started, message, eager_text=not body.tools), job)
+    try:
+        items = await collect(job, request)
+    except ApiError as error:
+        return error_response(error, error_body)
+    text = "".join(item.text for item in items if isinstance(item, TextDelta))
+    uses = _tool_uses(items)
+    content = ([{"type": "text", "text": text}] if text or not uses else []) + uses
+    stop_reason, stop_sequence = _stop(items)
+    return JSONResponse({**message, "content": content,
+                         "stop_reason": stop_reason, "stop_sequence": stop_sequence,
+                         "usage": _usage(items, started)})
+
+
+def _text(content: Union[str, list[Any], None]) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(block.text or "" for block in content if block.type == "text")
+
+
+def _turns(message: _Message) -> list[dict[str, Any]]:
+    """One Anthropic message as OpenAI-shaped turns (the engine's shape): tool_result blocks
+    become `tool` turns, tool_use blocks an assistant turn's `tool_calls`."""
+    if isinstance(message.content, str):
+        return [{"role": message.role, "content": message.content}]
+    turns: list[dict[str, Any]] = [
+        {"role": "tool", "tool_call_id": block.tool_use_id, "content": _result_text(block.content)}
+        for block in message.content if block.type == "tool_result"]
+    text = _text(message.content)
+    uses = [block for block in message.content if block.type == "tool_use"]
+    if uses:
+        turns.append({"role": message.role, "content": text, "tool_calls": [
+            {"id": block.id, "type": "function",
+             "function": {"name": block.name, "arguments": json.dumps(block.input or {})}}
+            for block in uses]})
+    elif text or not turns:
+        turns.append({"role": message.role, "content": text})
+    return turns
+
+
+def _result_text(content: Union[str, list[dict[str, Any]], None]) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+
+
+def _answer(body: MessagesRequest) -> dict[str, Any]:
+    """Anthropic tools/tool_choice as the pool's Job takes them; 400 when they are bad."""
+    if not body.tools:
+        return {}
+    from agentic_onnx.core.structured import SchemaError
+    from agentic_onnx.core.tools import parse_tool_choice, parse_tools
+
+    functions = [{"type": "function", "function": {
+        "name": tool.get("name"), "description": tool.get("description") or "",
+        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}}}}
+        if tool.get("type") in (None, "custom") else tool for tool in body.tools]
+    try:
+        tools = parse_tools(functions, "tools")
+        return {"tools": tools, "tool_choice": parse_tool_choice(body.tool_choice, tools)}
+    except SchemaError as error:
+        raise ApiError(400, "invalid_request_error", error.one_line()) from None
+
+
+def _tool_uses(items: list[Any]) -> list[dict[str, Any]]:
+    return [{"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+             "input": json.loads(call["function"]["arguments"] or "{}")}
+            for call in tool_calls_json(items)]
+
+
+def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any]:
+    from agentic_onnx.core.options import GenerationOptions
+
+    chat = [{"role": "system", "content": _text(body.system)}] if _text(body.system) else []
+    chat += [turn for m in body.messages for turn in _turns(m)]
+    values = {"max_tokens": body.max_tokens, "temperature": body.temperature,
+              "top_p": body.top_p, "top_k": body.top_k,
+              "stop": tuple(s for s in body.stop_sequences or [] if s)}
+    try:
+        options = GenerationOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ApiError(400, "invalid_request_error", f"{first['loc'][0]}: {first['msg']}") from None
+    return chat, options
+
+
+def _stop(items: list[Any]) -> tuple[str, str | None]:
+    reason = next((item.reason for item in items if isinstance(item, Finish)), "stop")
+    ended = next((item for item in items if isinstance(item, Ended)), None)
+    if ended is not None and ended.stop_sequence is not None:
+        return "stop_sequence", ended.stop_sequence
+    return {"length": "max_tokens", "tool_calls": "tool_use"}.get(reason, "end_turn"), None
+
+
+def _usage(items: list[Any], started: Started) -> dict[str, int]:
+    usage = next((item for item in items if isinstance(item, Usage)), None)
+    prompt = usage.prompt_tokens if usage else started.prompt_tokens
+    return {"input_tokens": prompt - started.cached_tokens,
+            "cache_read_input_tokens": started.cached_tokens, "cache_creation_input_tokens": 0,
+            "output_tokens": usage.completion_tokens if usage else 0}
+
+
+async def _events(job: Any, started: Started, message: dict[str, Any],
+                  eager_text: bool = True) -> AsyncIterator[str]:
+    """The stream. Without tools the text block opens at once (as before); with tools blocks
+    open as content arrives, so a reply that is only a call is only a tool_use block."""
+    start_usage = _usage([], started)
+    yield sse({"type": "message_start", "message": {
+        **message, "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {**start_usage, "output_tokens": 0}}}, "message_start")
+    blocks = _Blocks()
+    for event in blocks.text(None) if eager_text else []:
+        yield event
+    yield sse({"type": "ping"}, "ping")
+    seen: list[Any] = []
+    try:
+        async for item in job_items(job):
+            seen.append(item)
+            if isinstance(item, TextDelta):
+                for event in blocks.text(item.text):
+                    yield event
+            elif isinstance(item, ToolCallDelta):
+                for event in blocks.tool_call(item):
+                    yield event
+    except ApiError as error:
+        yield sse(error_body(error.status, error.kind, error.message, None), "error")
+        return
+    stop_reason, stop_sequence = _stop(seen)
+    for event in blocks.close():
+        yield event
+    yield sse({"type": "message_delta",
+               "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+               "usage": {"output_tokens": _usage(seen, started)["output_tokens"]}}, "message_delta")
+    yield sse({"type": "message_stop"}, "message_stop")
+
+
+class _Blocks:
+    """Content block bookkeeping for the stream: one open block at a time, numbered."""
+
+    def __init__(self) -> None:
+        self.index, self.open_kind = -1, None
+        self.calls: dict[str, int] = {}
+
+    def text(self, text: str | None) -> list[str]:
+        events = [] if self.open_kind == "text" else \
+            self._stop() + self._start({"type": "text", "text": ""})
+        if text:
+            events.append(sse({"type": "content_block_delta", "index": self.index,
+                               "delta": {"type": "text_delta", "text": text}},
+                              "content_block_delta"))
+        return events
+
+    def tool_call(self, delta: ToolCallDelta) -> list[str]:
+        events: list[str] = []
+        if delta.id not in self.calls:
+            events = self._stop() + self._start({"type": "tool_use", "id": delta.id,
+                                                 "name": delta.name, "input": {}})
+            self.calls[delta.id] = self.index
+        if delta.arguments_json_fragment:
+            events.append(sse({"type": "content_block_delta", "index": self.calls[delta.id],
+                               "delta": {"type": "input_json_delta",
+                                         "partial_json": delta.arguments_json_fragment}},
+                              "content_block_delta"))
+        return events
+
+    def close(self) -> list[str]:
+        events = self._start({"type": "text", "text": ""}) if self.index < 0 else []
+        return events + self._stop()
+
+    def _start(self, block: dict[str, Any]) -> list[str]:
+        self.index, self.open_kind = self.index + 1, block["type"]
+        return [sse({"type": "content_block_start", "index": self.index,
+                     "content_block": block}, "content_block_start")]
+
+    def _stop(self) -> list[str]:
+        if self.open_kind is None:
+            return []
+        self.open_kind = None
+        return [sse({"type": "content_block_stop", "index": self.index}, "content_block_stop")]

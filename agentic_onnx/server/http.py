@@ -1,0 +1,181 @@
+"""What both API dialects share: errors, API keys, request bodies, and streams that stop when
+the client goes away. Request bodies are never logged."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from agentic_onnx.core.events import ToolCallDelta
+from agentic_onnx.server.pool import Ended, Failed, Job, QueueFullError, Started
+
+ErrorBody = Callable[[int, str, str, "str | None"], dict[str, Any]]
+
+
+class ApiError(Exception):
+    """An error the client gets as JSON: HTTP status, error type, message, the bad field."""
+
+    def __init__(self, status: int, kind: str, message: str, param: str | None = None,
+                 retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.param = status, kind, message, param
+        self.retry_after_s = retry_after_s
+
+
+def error_response(error: ApiError, body: ErrorBody) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
+    return JSONResponse(body(error.status, error.kind, error.message, error.param),
+                        status_code=error.status, headers=headers)
+
+
+def check_api_key(request: Request, api_key: str | None, allow_x_api_key: bool) -> None:
+    """`Authorization: Bearer KEY` (and, for the Anthropic dialect, `x-api-key: KEY`)."""
+    if api_key is None:
+        return
+    given = ""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    elif allow_x_api_key:
+        given = request.headers.get("x-api-key", "")
+    if not given or not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise ApiError(401, "authentication_error", "Invalid or missing API key.")
+
+
+async def parse_body(request: Request, schema: type[BaseModel]) -> Any:
+    """The JSON body validated by `schema`; any problem is a 400 that names the field."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_request_error", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request_error", "The request body must be a JSON object.")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ApiError(400, "invalid_request_error", f"{where}: {first['msg']}",
+                       param=where or None) from None
+
+
+def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options: Any,
+           **answer: Any) -> Job:
+    """Queue the request on its model: 503 while loading or when the queue is full. `answer`:
+    tools, tool_choice, response_format (see pool.Job)."""
+    if not pool.ready:
+        raise ApiError(503, "overloaded_error", "The model is still loading; retry shortly.",
+                       retry_after_s=1)
+    try:
+        return pool.worker_for(model).submit(messages, options, **answer)
+    except QueueFullError as error:
+        raise ApiError(503, "overloaded_error",
+                       "The model's queue is full; retry after the time in Retry-After.",
+                       retry_after_s=error.retry_after_s) from None
+
+
+async def job_items(job: Job) -> AsyncIterator[Any]:
+    """The job's events up to its end; a failure raises ApiError. Leaving early cancels it."""
+    try:
+        while True:
+            item = await job.next_item()
+            if isinstance(item, Failed):
+                raise _failure(item)
+            yield item
+            if isinstance(item, Ended):
+                return
+    finally:
+        job.cancel()
+
+
+async def collect(job: Job, request: Request) -> list[Any]:
+    """Every item of a non-streamed request; a client that disconnects cancels the job."""
+    items: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(_cancel_on_disconnect, request, job, group.cancel_scope)
+        async for item in job_items(job):
+            items.append(item)
+        group.cancel_scope.cancel()
+    if not items or not isinstance(items[-1], Ended):
+        raise ApiError(499, "api_error", "The client closed the request.")
+    return items
+
+
+async def _cancel_on_disconnect(request: Request, job: Job, scope: anyio.CancelScope) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    job.cancel()
+    scope.cancel()
+
+
+async def first_item(job: Job, request: Request) -> Started:
+    """Wait (watching for a disconnect) until the job leaves the queue."""
+    result: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(_cancel_on_disconnect, request, job, group.cancel_scope)
+        result.append(await job.next_item())
+        group.cancel_scope.cancel()
+    if not result:
+        job.cancel()
+        raise ApiError(499, "api_error", "The client closed the request.")
+    item = result[0]
+    if isinstance(item, Failed):
+        job.cancel()
+        raise _failure(item)
+    return item
+
+
+def _failure(failed: Failed) -> ApiError:
+    kind = "invalid_request_error" if failed.status == 400 else "api_error"
+    return ApiError(failed.status, kind, failed.message)
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events that stop the job as soon as the client disconnects, whatever ASGI
+    version the server speaks (Starlette watches only on writes for ASGI 2.4)."""
+
+    def __init__(self, content: AsyncIterator[str], job: Job) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._job = job
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                async def stream_then_stop() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:  # the client went away mid-write
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream_then_stop)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            self._job.cancel()
+
+
+def tool_calls_json(items: list[Any]) -> list[dict[str, Any]]:
+    """The ToolCallDeltas of a reply, joined per call id, in the OpenAI message shape."""
+    calls: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if isinstance(item, ToolCallDelta):
+            call = calls.setdefault(item.id, {"id": item.id, "type": "function",
+                                              "function": {"name": "", "arguments": ""}})
+            call["function"]["name"] = item.name or call["function"]["name"]
+            call["function"]["arguments"] += item.arguments_json_fragment
+    return list(calls.values())
+
+
+def sse(data: dict[str, Any], event: str | None = None) -> str:
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,237 @@
+"""The OpenAI dialect: `POST /v1/chat/completions` (streamed or not) and `GET /v1/models`.
+
+Fields we do not use (`user`, `logit_bias`, ...) are accepted and ignored, as local servers
+do; fields we cannot honour (`n` > 1, non-text content) are a 400. `tools`/`tool_choice`,
+`role: tool` messages and `response_format` (json_schema, json_object) are honoured by
+constrained decoding (core.tools, core.structured); calls come back as `tool_calls`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.server.http import (
+    ApiError,
+    EventStream,
+    check_api_key,
+    collect,
+    error_response,
+    first_item,
+    tool_calls_json,
+    job_items,
+    parse_body,
+    sse,
+    submit,
+)
+from agentic_onnx.server.pool import Ended, Started
+
+ERROR_TYPES = {401: "invalid_request_error", 503: "server_error"}
+
+
+class _ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: str
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[str, list[_ContentPart], None] = None
+    tool_calls: Optional[list[dict[str, Any]]] = None
+    tool_call_id: Optional[str] = None
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: Optional[str] = None
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    stop: Union[str, list[str], None] = None
+    seed: Optional[int] = Field(None, ge=0, le=2**31 - 1)
+    stream: bool = False
+    stream_options: Optional[_StreamOptions] = None
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: Union[str, dict[str, Any], None] = None
+    response_format: Optional[dict[str, Any]] = None
+
+
+def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
+    kind = ERROR_TYPES.get(status, kind if status < 500 else "server_error")
+    code = {401: "invalid_api_key", 503: "overloaded"}.get(status)
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+async def models(request: Request) -> Response:
+    state = request.app.state
+    try:
+        check_api_key(request, state.api_key, allow_x_api_key=True)
+    except ApiError as error:
+        return error_response(error, error_body)
+    data = [{"id": spec.model_id, "object": "model", "created": 0, "owned_by": "agentic-onnx"}
+            for spec in state.pool.specs]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def chat_completions(request: Request) -> Response:
+    state = request.app.state
+    try:
+        check_api_key(request, state.api_key, allow_x_api_key=False)
+        body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
+        messages, options = _to_engine(body, state.pool)
+        job = submit(state.pool, body.model, messages, options, **_answer(body))
+        started = await first_item(job, request)
+    except ApiError as error:
+        return error_response(error, error_body)
+    model_id = state.pool.worker_for(body.model).model_id
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = _chunks(job, started, completion_id, model_id, include_usage)
+        return EventStream(chunks, job)
+    try:
+        items = await collect(job, request)
+    except ApiError as error:
+        return error_response(error, error_body)
+    return JSONResponse(_completion(items, started, completion_id, model_id))
+
+
+def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any]:
+    from agentic_onnx.core.options import GenerationOptions
+
+    messages = []
+    for message in body.messages:
+        content = message.content
+        text = content if isinstance(content, str) else "".join(p.text for p in content or [])
+        role = "system" if message.role == "developer" else message.role
+        messages.append({"role": role, "content": text})
+        if message.tool_calls:
+            messages[-1]["tool_calls"] = message.tool_calls
+        if message.tool_call_id:
+            messages[-1]["tool_call_id"] = message.tool_call_id
+    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is None and pool.ready:
+        max_tokens = pool.worker_for(body.model).model.folder.context_length
+    try:
+        options = GenerationOptions(**{name: value for name, value in {
+            "max_tokens": max_tokens, "temperature": body.temperature, "top_p": body.top_p,
+            "seed": body.seed, "stop": tuple(s for s in stops if s)}.items() if value is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ApiError(400, "invalid_request_error", f"{first['loc'][0]}: {first['msg']}",
+                       param=str(first["loc"][0])) from None
+    return messages, options
+
+
+def _answer(body: ChatCompletionRequest) -> dict[str, Any]:
+    """tools/tool_choice and response_format as the pool's Job takes them; 400 when bad."""
+    from agentic_onnx.core.structured import SchemaError, json_mode, response_format
+    from agentic_onnx.core.tools import parse_tool_choice, parse_tools
+
+    try:
+        if body.tools:
+            tools = parse_tools(body.tools, "tools")
+            return {"tools": tools, "tool_choice": parse_tool_choice(body.tool_choice, tools)}
+        kind = (body.response_format or {}).get("type", "text")
+        if kind == "json_object":
+            return {"response_format": json_mode()}
+        if kind == "json_schema":
+            spec = body.response_format.get("json_schema") or {}  # type: ignore[union-attr]
+            fmt = response_format(spec.get("schema") or {"type": "object"})
+            return {"response_format": fmt}
+    except SchemaError as error:
+        raise ApiError(400, "invalid_request_error", error.one_line(),
+                       param="tools" if body.tools else "response_format") from None
+    return {}
+
+
+def _usage(usage: Usage | None, started: Started) -> dict[str, Any]:
+    usage = usage or Usage(started.prompt_tokens, 0)
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": started.cached_tokens}}
+
+
+def _finish(items: list[Any]) -> str:
+    reason = next((item.reason for item in items if isinstance(item, Finish)), "stop")
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _completion(items: list[Any], started: Started, completion_id: str, model_id: str) -> dict[str, Any]:
+    text = "".join(item.text for item in items if isinstance(item, TextDelta))
+    usage = next((item for item in items if isinstance(item, Usage)), None)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    calls = tool_calls_json(items)
+    if calls:
+        message.update(content=text or None, tool_calls=calls)
+    return {
+        "id": completion_id, "object": "chat.completion", "created": int(time.time()),
+        "model": model_id, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message,
+                     "logprobs": None, "finish_reason": _finish(items)}],
+        "usage": _usage(usage, started),
+    }
+
+
+async def _chunks(job: Any, started: Started, completion_id: str, model_id: str,
+                  include_usage: bool) -> AsyncIterator[str]:
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        data: dict[str, Any] = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": model_id, "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if include_usage:
+            data["usage"] = None
+        return sse(data)
+
+    yield chunk({"role": "assistant", "content": ""})
+    seen: list[Any] = []
+    call_index: dict[str, int] = {}
+    try:
+        async for item in job_items(job):
+            seen.append(item)
+            if isinstance(item, TextDelta):
+                yield chunk({"content": item.text})
+            elif isinstance(item, ToolCallDelta):
+                yield chunk({"tool_calls": [_call_chunk(item, call_index)]})
+            elif isinstance(item, Ended):
+                yield chunk({}, _finish(seen))
+    except ApiError as error:
+        yield sse(error_body(error.status, error.kind, error.message, None))
+        return
+    if include_usage:
+        usage = next((item for item in seen if isinstance(item, Usage)), None)
+        yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                   "model": model_id, "system_fingerprint": None, "choices": [],
+                   "usage": _usage(usage, started)})
+    yield "data: [DONE]\n\n"
+
+
+def _call_chunk(delta: ToolCallDelta, call_index: dict[str, int]) -> dict[str, Any]:
+    """One `delta.tool_calls` entry: a new call carries index, id, type and name."""
+    if delta.id in call_index:
+        return {"index": call_index[delta.id],
+                "function": {"arguments": delta.arguments_json_fragment}}
+    call_index[delta.id] = len(call_index)
+    return {"index": call_index[delta.id], "id": delta.id, "type": "function",
+            "function": {"name": delta.name or "", "arguments": delta.arguments_json_fragment}}
