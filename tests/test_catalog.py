@@ -232,3 +232,22 @@ def test_onnx_info_reports_the_recommendation():
     shown = run_cli("onnx", "info", "--json")
     assert shown.returncode == 0, shown.stderr
     assert load_catalog().get(json.loads(shown.stdout)["recommendation"]["model_id"]) is not None
+
+
+def test_vision_entries_are_marked_and_shown():
+    catalog = load_catalog()
+    vision = [entry for entry in catalog.models if "vision" in entry.capabilities]
+    assert {entry.id for entry in vision} >= {"phi-3.5-vision-cpu", "phi-3.5-vision-gpu"}
+    assert all(entry.repo == "microsoft/Phi-3.5-vision-instruct-onnx" for entry in vision)
+    assert "vision" not in catalog.get("phi-3.5-mini-cpu").capabilities
+    listed = json.loads(run_cli("onnx", "models", "--json").stdout)
+    capabilities = {row["id"]: row["capabilities"] for row in listed}
+    assert capabilities["phi-3.5-vision-cpu"] == ["chat", "vision"]
+    assert capabilities["phi-3.5-mini-cpu"] == ["chat"]
+    table = run_cli("onnx", "models", env={"COLUMNS": "200"}).stdout.splitlines()
+    header = next(line for line in table if " id " in line)
+    cells = lambda line: [c.strip() for c in line.strip("│┃| ").replace("┃", "│").split("│")]  # noqa: E731
+    column = cells(header).index("vision")
+    rows = {cells(line)[0].lstrip("* "): cells(line)[column] for line in table if "phi-3" in line}
+    assert rows["phi-3.5-vision-cpu"] == rows["phi-3.5-vision-gpu"] == "yes"
+    assert rows["phi-3.5-mini-cpu"] == "-"

@@ -29,7 +29,6 @@ def test_command(
     from agentic_onnx.core.bench import smoke_test
     from agentic_onnx.core.errors import ModelTestFailedError
 
-    _check_threads(threads)
     result = smoke_test(model, execution_provider, threads)
     for message in result.warnings:
         render.warning(message)
@@ -113,9 +112,3 @@ def _execution_providers(text: str) -> list[str]:
                          f"Use one or more of: {', '.join(EP_CHOICES)} (comma-separated).")
     return list(dict.fromkeys(names))
 
-
-def _check_threads(threads: int | None) -> None:
-    from agentic_onnx.core.errors import UsageError
-
-    if threads is not None and not 1 <= threads <= 1024:
-        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")

@@ -37,6 +37,9 @@ HELP = """Commands:
   /system [TEXT] show the system prompt, or set it to TEXT
   /stats         tokens, KV-cache reuse, TTFT and tokens/s of the last answer
   /save FILE     write the transcript as JSON
+  /image PATH    attach an image (PNG, JPEG, BMP) to your next message (vision models);
+                 while the conversation holds an image, each turn reprocesses the whole
+                 history (the kept KV cache is reset); /clear drops the images
 Ctrl-C stops an answer; the session goes on."""
 
 
@@ -59,13 +62,10 @@ def chat_command(
     from agentic_onnx.cli.store_commands import resolve_for_run
     from agentic_onnx.core.conversation import Conversation
     from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.errors import UsageError
     from agentic_onnx.core.options import build_options
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    if threads is not None and not 1 <= threads <= 1024:
-        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
     loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
     for message in loaded.warnings:
         render.warning(message)
@@ -80,6 +80,7 @@ class ChatSession:
         self.conversation = conversation
         self.options = options
         self.last_response: Any = None
+        self.pending_images: list[Any] = []  # core.vision.ImageInput, for the next message
         self._interactive = sys.stdin.isatty()
 
     def run(self) -> None:
@@ -129,8 +130,15 @@ class ChatSession:
         from agentic_onnx.core.events import TextDelta
         from agentic_onnx.core.response import Response
 
+        from agentic_onnx.core.vision import ImageError, ImageTooLargeError
+
         model = self.conversation.model
-        events = self.conversation.send(text, self.options)
+        images, self.pending_images = self.pending_images, []
+        try:
+            events = self.conversation.send(text, self.options, images=images)
+        except (ImageError, ImageTooLargeError) as error:  # the turn is not kept; the session is
+            render.warning(error.one_line())
+            return
         response = Response(events, "onnx", model.folder.name,
                             execution_provider=model.execution_provider)
         self.last_response = response
@@ -168,9 +176,32 @@ class ChatSession:
             self._stats()
         elif name == "/save":
             self._save(argument)
+        elif name == "/image":
+            self._attach(argument)
         else:
             render.warning(f"Unknown command {name}. /help lists the commands.")
         return None
+
+    def _attach(self, path: str) -> None:
+        """`/image PATH`: checked now (file, format, a vision model), sent with the next message."""
+        from agentic_onnx.cli import render
+        from agentic_onnx.core.errors import UsageError
+        from agentic_onnx.core.vision import load_image, tag_style
+
+        if not path:
+            attached = ", ".join(image.label for image in self.pending_images) or "none"
+            render.note(f"Attached for the next message: {attached}. Say which: /image PATH.")
+            return
+        try:
+            tag_style(self.conversation.model.folder)
+            if path == "-":
+                raise UsageError("/image cannot read stdin: it carries the chat.", "Give a file path.")
+            self.pending_images.append(load_image(path))
+        except UsageError as error:
+            render.warning(error.one_line())
+            return
+        render.note(f"Attached {self.pending_images[-1].label} ({len(self.pending_images)} for "
+                    "the next message).")
 
     def _system(self, text: str) -> None:
         from agentic_onnx.cli import render

@@ -36,9 +36,17 @@ ExecutionProviderOpt = Annotated[
         "among those available and matching the model variant.",
     ),
 ]
+def _check_threads(value: Optional[int]) -> Optional[int]:
+    from agentic_onnx.core.errors import UsageError
+
+    if value is not None and not 1 <= value <= 1024:
+        raise UsageError(f"Invalid value for --threads: {value} is not between 1 and 1024.")
+    return value
+
+
 ThreadsOpt = Annotated[
     Optional[int],
-    typer.Option("--threads", metavar="N", help="CPU threads for the model. Default: physical cores."),
+    typer.Option("--threads", metavar="N", callback=_check_threads, help="CPU threads for the model. Default: physical cores."),
 ]
 
 # Generation options: `run`, the root form and `chat` declare them through these aliases.

@@ -42,6 +42,7 @@ def run_command(
     json_mode: Annotated[bool, typer.Option("--json-mode", help="Answer with any JSON object (--schema for {\"type\": \"object\"}).")] = False,
     tools: Annotated[Optional[str], typer.Option("--tools", metavar="FILE", help="Tools the model may call: a JSON list in the OpenAI function format. Calls are printed as JSON lines (with --json: tool_calls).")] = None,
     tool_choice: Annotated[Optional[str], typer.Option("--tool-choice", metavar="CHOICE", help="auto | none | required | a tool name. Default: auto.")] = None,
+    image: Annotated[Optional[list[str]], typer.Option("--image", metavar="PATH", help="An image for a vision model (PNG, JPEG or BMP); repeat for several; '-' reads one from stdin.")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     json_output: JsonOpt = False,
@@ -57,15 +58,13 @@ def run_command(
     debug: DebugOpt = False,
 ) -> None:
     """Generate a streamed answer to one prompt: a local ONNX model, or the provider the router picks."""
-    from agentic_onnx.core.errors import UsageError
     from agentic_onnx.core.options import build_options
     from agentic_onnx.router.rules import RouteFlags
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    if threads is not None and not 1 <= threads <= 1024:
-        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
     asked = AnswerSpec.from_options(schema, json_mode, tools, tool_choice)
+    images = read_images(image or [], task)
     prompt = read_task(task)
     messages = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": prompt})
@@ -74,7 +73,22 @@ def run_command(
                        requires_tools=asked.requires_tools)
     _generate(messages, options, route, execution_provider=execution_provider, threads=threads,
               json_output=json_output, verbose=verbose, assume_yes=yes, config=config,
-              dry_run=dry_run, log_prompts=log_prompts, asked=asked)
+              dry_run=dry_run, log_prompts=log_prompts, asked=asked, images=images)
+
+
+def read_images(paths: list[str], task: str | None) -> list[Any]:
+    """`--image` files (core.vision.load_image); stdin carries either one image or the task."""
+    if not paths:
+        return []
+    from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.core.vision import load_image
+
+    if paths.count("-") > 1:
+        raise UsageError("Only one --image can be read from stdin ('-').", "Pass the others as files.")
+    if "-" in paths and (task is None or task == "-"):
+        raise UsageError("stdin can carry the image or the task, not both.",
+                         'Pass the prompt with --task "...".')
+    return [load_image(path) for path in paths]
 
 
 @dataclass(frozen=True)
@@ -145,7 +159,8 @@ def read_task(task: str | None) -> str:
 
 def _generate(messages, options, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
               json_output: bool, verbose: bool, assume_yes: bool, config: str | None,
-              dry_run: bool, log_prompts: bool, asked: AnswerSpec = AnswerSpec()) -> None:
+              dry_run: bool, log_prompts: bool, asked: AnswerSpec = AnswerSpec(),
+              images: list[Any] | None = None) -> None:
     """Route the request, stream the answer into the right view, check it, report."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_commands import resolve_for_run
@@ -155,6 +170,7 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
         messages, route, options, config_path=config,
         execution_provider=execution_provider, threads=threads, dry_run=dry_run,
         log_prompts=log_prompts, on_notice=render.warning, **asked.route_kwargs(),
+        images=images or (),
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision

@@ -37,8 +37,6 @@ def serve_command(
         raise UsageError(f"Invalid value for --port: {port} is not between 0 and 65535.")
     if not 0 <= max_queue <= 10_000:
         raise UsageError(f"Invalid value for --max-queue: {max_queue} is not between 0 and 10000.")
-    if threads is not None and not 1 <= threads <= 1024:
-        raise UsageError(f"Invalid value for --threads: {threads} is not between 1 and 1024.")
     if api_key is not None and not api_key.strip():
         raise UsageError("The --api-key is empty.", "Pass a non-empty key, or leave --api-key out.")
     if not _is_loopback(host) and api_key is None:

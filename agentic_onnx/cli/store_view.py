@@ -29,7 +29,8 @@ def catalog_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Models (* recommended for this machine)", title_justify="left")
     table.add_column("id", no_wrap=True)
     for column, justify in (("EP", "left"), ("precision", "left"), ("size", "right"),
-                            ("context", "right"), ("tools", "center"), ("installed", "center"),
+                            ("context", "right"), ("tools", "center"), ("vision", "center"),
+                            ("installed", "center"),
                             ("fits", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -39,12 +40,19 @@ def catalog_table(rows: list[dict[str, Any]]) -> Table:
         fits = "yes" if row["fits"] else f"no: {row['fit_reason']}"
         if row["fits"] is None:
             fits = "?"
-        tools = "?" if "capabilities" not in row else \
-            ("yes" if "tools" in row["capabilities"] else "-")  # catalog: tool calling done well
         table.add_row(marker + row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
-                      row["precision"] or "?", size, context, tools,
+                      row["precision"] or "?", size, context, _capability(row, "tools"),
+                      _capability(row, "vision"),
                       "yes" if row["installed"] else "-", fits)
     return table
+
+
+def _capability(row: dict[str, Any], name: str) -> str:
+    """yes / - from the catalog's capabilities (tools: tool calling done well; vision: images);
+    ? for custom models, which have none."""
+    if "capabilities" not in row:
+        return "?"
+    return "yes" if name in row["capabilities"] else "-"
 
 
 def installed_table(rows: list[dict[str, Any]]) -> Table:

@@ -10,7 +10,10 @@ the end of the last answer and the new user turn. The rest of the pipeline is
 events, and a greedy reply equals a fresh generation over the whole history.
 
 A `Conversation` adds the history: it drops the oldest turns (never the system prompt) when the
-context fills, and says so.
+context fills, and says so. A turn may carry images (core.vision): while the history holds one,
+each turn runs the whole history through the model's multimodal processor with a new generator
+(genai feeds a multimodal prompt all at once, so there is no prefix to keep), and the kept
+generator is reset.
 
 Not thread-safe, like `LoadedModel`: one generation at a time per cache.
 """
@@ -19,12 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentic_onnx.core.engine import LoadedModel, Message
 from agentic_onnx.core.errors import GenerationError, PromptTooLongError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.options import GenerationOptions
+
+if TYPE_CHECKING:
+    from agentic_onnx.core.vision import ImageInput, VisionPrompt
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,9 @@ class Conversation:
         self.model = model
         self.system = system or None
         self.turns: list[Message] = []
+        self.turn_images: list[tuple[ImageInput, ...]] = []  # one entry per turn, () for most
         self.history: list[TurnStats] = []
+        self._image_tokens: dict[ImageInput, int] = {}  # measured cost of images already sent
         self._cache = PrefixCache(model, reseed_each_request=False)
         self._on_notice = on_notice or (lambda message: None)
 
@@ -198,20 +206,33 @@ class Conversation:
     def cache(self) -> PrefixCache:
         return self._cache
 
-    def send(self, text: str, options: GenerationOptions) -> Iterator[StreamEvent]:
-        """Stream the answer to `text`. The answer joins the history when the stream ends, also
-        when it is closed early (Ctrl-C): the history holds what the user saw."""
-        self.turns.append({"role": "user", "content": text})
+    def send(self, text: str, options: GenerationOptions,
+             images: Sequence[ImageInput] = ()) -> Iterator[StreamEvent]:
+        """Stream the answer to `text` (with `images` first in the turn). The answer joins the
+        history when the stream ends, also when it is closed early (Ctrl-C): the history holds
+        what the user saw. Image errors (and a prompt too long) raise here, before any model
+        runs, and leave the history as it was."""
+        from agentic_onnx.core.vision import IMAGE_MARKER
+
+        self.turns.append({"role": "user", "content": IMAGE_MARKER * len(images) + text})
+        self.turn_images.append(tuple(images))
         try:
             dropped = self._fit(options)
+            vision = self._prepare_vision() if self.has_images else None
         except BaseException:
             self.turns.pop()
+            self.turn_images.pop()
             raise
-        return self._stream(dropped, options)
+        return self._stream(dropped, options, vision)
+
+    @property
+    def has_images(self) -> bool:
+        return any(self.turn_images)
 
     def clear(self) -> None:
         """Forget the turns, keep the system prompt (and the KV cache, whose prefix still fits)."""
         self.turns.clear()
+        self.turn_images.clear()
 
     def set_system(self, system: str | None) -> None:
         self.system = system or None
@@ -221,16 +242,39 @@ class Conversation:
 
     def to_json(self) -> dict[str, object]:
         """The transcript `/save` writes."""
+        system = self.messages[:len(self.messages) - len(self.turns)]
+        messages = system + [_saved_message(turn, images)
+                             for turn, images in zip(self.turns, self.turn_images)]
         return {"model": self.model.folder.name, "system": self.system,
-                "messages": self.messages, "turns": [_stats_json(turn) for turn in self.history]}
+                "messages": messages, "turns": [_stats_json(turn) for turn in self.history]}
 
-    def _stream(self, dropped: int, options: GenerationOptions) -> Iterator[StreamEvent]:
+    def _prepare_vision(self) -> VisionPrompt:
+        """The whole history and its images, processed and counted (core.vision); the kept
+        generator is reset, since a multimodal prompt is fed in one go."""
+        from agentic_onnx.core.vision import prepare_vision_prompt
+
+        images = [image for turn in self.turn_images for image in turn]
+        prepared = prepare_vision_prompt(self.model, self.messages, images)
+        for image, tokens, warning in zip(images, prepared.image_tokens, _per_image(prepared, images)):
+            if image not in self._image_tokens and warning:
+                self._on_notice(warning)
+            self._image_tokens[image] = tokens
+        self._cache.reset()
+        ids = prepared.inputs["input_ids"].as_numpy().reshape(-1)
+        self._cache.last = PrefillStats(prepared.prompt_tokens, 0, tuple(int(i) for i in ids), False)
+        self._cache.generated_ids = []
+        return prepared
+
+    def _stream(self, dropped: int, options: GenerationOptions,
+                vision: VisionPrompt | None = None) -> Iterator[StreamEvent]:
         chunks: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
         started = False
+        events = (self.model.stream(self.messages, options, images=vision) if vision is not None
+                  else self._cache.stream(self.messages, options))
         try:
-            for event in self._cache.stream(self.messages, options):
+            for event in events:
                 started = True
                 if isinstance(event, TextDelta):
                     chunks.append(event.text)
@@ -242,6 +286,7 @@ class Conversation:
         except BaseException:
             if not started:
                 self.turns.pop()
+                self.turn_images.pop()
                 raise
             self._finish_turn(chunks, usage, finish, dropped)
             raise
@@ -250,6 +295,7 @@ class Conversation:
     def _finish_turn(self, chunks: list[str], usage: Usage | None, finish: str | None,
                      dropped: int) -> None:
         self.turns.append({"role": "assistant", "content": "".join(chunks)})
+        self.turn_images.append(())
         prefill = self._cache.last
         completion = usage.completion_tokens if usage else len(self._cache.generated_ids)
         self.history.append(TurnStats(
@@ -260,23 +306,54 @@ class Conversation:
             rewound=prefill.rewound if prefill else False))
 
     def _fit(self, options: GenerationOptions) -> int:
-        """Drop the oldest exchanges until the history leaves room for an answer. A new turn
-        that cannot fit even alone is an error, and then nothing is dropped."""
+        """Drop the oldest exchanges (and their images) until the history leaves room for an
+        answer. A new turn that cannot fit even alone is an error, and then nothing is dropped.
+        An image not sent before counts 0 here: core.vision measures it exactly, then refuses."""
         context = self.model.folder.context_length
         room = context - self.reserve_tokens(options)
-        kept, system = list(self.turns), self.messages[:len(self.messages) - len(self.turns)]
-        length = len(self._cache.encode_prompt(system + kept))
-        while len(kept) > 1 and length > room:
-            del kept[:2 if len(kept) > 2 and kept[1]["role"] == "assistant" else 1]
-            length = len(self._cache.encode_prompt(system + kept))
+        start = 0
+        length = self._length(start)
+        while len(self.turns) - start > 1 and length > room:
+            two = len(self.turns) - start > 2 and self.turns[start + 1]["role"] == "assistant"
+            start += 2 if two else 1
+            length = self._length(start)
         if length >= context:
             raise PromptTooLongError(length, context)
-        dropped = len(self.turns) - len(kept)
-        if dropped:
-            self.turns[:] = kept
-            self._on_notice(f"The context is full: dropped the {dropped} oldest messages "
+        if start:
+            del self.turns[:start]
+            del self.turn_images[:start]
+            self._on_notice(f"The context is full: dropped the {start} oldest messages "
                             "(the system prompt is kept).")
-        return dropped
+        return start
+
+    def _length(self, start: int) -> int:
+        """Tokens of the history from turn `start`: its text, plus the images measured so far."""
+        from agentic_onnx.core.vision import IMAGE_MARKER
+
+        system = self.messages[:len(self.messages) - len(self.turns)]
+        kept = self.turns[start:]
+        images = [image for turn in self.turn_images[start:] for image in turn]
+        if not images:
+            return len(self._cache.encode_prompt(system + kept))
+        text = [{**m, "content": str(m.get("content") or "").replace(IMAGE_MARKER, "")} for m in kept]
+        return (len(self._cache.encode_prompt(system + text))
+                + sum(self._image_tokens.get(image, 0) for image in images))
+
+
+def _per_image(prepared: VisionPrompt, images: Sequence[ImageInput]) -> list[str | None]:
+    """Each image's budget warning, or None (core.vision words them with the image's label)."""
+    return [next((w for w in prepared.warnings if w.startswith(f"Image {image.label} ")), None)
+            for image in images]
+
+
+def _saved_message(message: Message, images: tuple[ImageInput, ...]) -> Message:
+    """A turn as `/save` writes it: image markers out, the images named by their labels."""
+    if not images:
+        return message
+    from agentic_onnx.core.vision import IMAGE_MARKER
+
+    content = str(message.get("content") or "").replace(IMAGE_MARKER, "")
+    return {**message, "content": content, "images": [image.label for image in images]}
 
 
 def _stats_json(turn: TurnStats) -> dict[str, object]:

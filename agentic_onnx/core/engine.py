@@ -11,9 +11,9 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from agentic_onnx.core.errors import GenerationError, PromptTooLongError
+from agentic_onnx.core.errors import GenerationError, PromptTooLongError, UsageError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.execution_provider import (
     EP_LABELS,
@@ -27,6 +27,7 @@ from agentic_onnx.core.stop_strings import StopStringMatcher
 
 if TYPE_CHECKING:
     from agentic_onnx.core.structured import Guidance
+    from agentic_onnx.core.vision import ImageInput, VisionPrompt
 
 Message = dict[str, Any]
 
@@ -42,6 +43,13 @@ class LoadedModel:
     og_model: Any = field(repr=False)
     tokenizer: Any = field(repr=False)
     warnings: list[str] = field(default_factory=list)
+    processor: Any = field(default=None, repr=False)  # og.MultiModalProcessor, made on first use
+
+    def multimodal_processor(self) -> Any:
+        """The model's image processor (core.vision), created once."""
+        if self.processor is None:
+            self.processor = self.og_model.create_multimodal_processor()
+        return self.processor
 
     def render_prompt(self, messages: Sequence[Message],
                       tools: Sequence[dict[str, Any]] | None = None) -> str:
@@ -80,23 +88,46 @@ class LoadedModel:
         else:
             generator = _guided_generator(og, self.og_model, params, guidance)
         generator.append_tokens(list(prompt_tokens))
-        while not generator.is_done():
-            generator.generate_next_token()
-            yield int(generator.get_next_tokens()[0])
+        yield from _decode(generator)
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions,
                guidance: Guidance | None = None,
-               tools: Sequence[dict[str, Any]] | None = None) -> Iterator[StreamEvent]:
+               tools: Sequence[dict[str, Any]] | None = None,
+               images: Sequence[ImageInput] | VisionPrompt | None = None) -> Iterator[StreamEvent]:
         """Generate a reply to `messages`, yielding text deltas, then usage and finish.
         `guidance` constrains the tokens; `tools` are rendered by the chat template (turning
-        the text of a tool call into ToolCallDelta events is core.tools' job)."""
+        the text of a tool call into ToolCallDelta events is core.tools' job). `images` (or a
+        prompt core.vision already prepared from them) go through the model's processor."""
+        if images:
+            yield from self._stream_vision(messages, options, images, guidance, tools)
+            return
         prompt_tokens = self.encode(self.render_prompt(messages, tools))
-        max_length = self._max_length(len(prompt_tokens), options)
+        yield from self._events(self.generate_tokens(prompt_tokens, options, guidance),
+                                len(prompt_tokens), self._max_length(len(prompt_tokens), options),
+                                options)
+
+    def _stream_vision(self, messages: Sequence[Message], options: GenerationOptions,
+                       images: Sequence[ImageInput] | VisionPrompt, guidance: Guidance | None,
+                       tools: Sequence[dict[str, Any]] | None) -> Iterator[StreamEvent]:
+        from agentic_onnx.core import vision
+
+        if guidance is not None or tools:
+            raise UsageError("Images cannot be combined with --schema, --json-mode or --tools yet.",
+                             "Drop one of them.")
+        prepared = (images if isinstance(images, vision.VisionPrompt)
+                    else vision.prepare_vision_prompt(self, messages, images))
+        max_length = self._max_length(prepared.prompt_tokens, options)
+        generator = vision.vision_generator(self, prepared, max_length, options)
+        yield from self._events(_decode(generator), prepared.prompt_tokens, max_length, options)
+
+    def _events(self, tokens: Iterator[int], prompt_length: int, max_length: int,
+                options: GenerationOptions) -> Iterator[StreamEvent]:
+        """Text deltas (stop strings and EOS applied), then usage and finish."""
         token_stream = self.tokenizer.create_stream()
         stops = StopStringMatcher(options.stop)
         eos = self.eos_ids()
         completion_tokens, reason, stopped = 0, "length", False
-        for token in self.generate_tokens(prompt_tokens, options, guidance):
+        for token in tokens:
             completion_tokens += 1
             if token in eos:
                 reason = "stop"
@@ -107,12 +138,12 @@ class LoadedModel:
             if stopped:
                 reason = "stop"
                 break
-            if len(prompt_tokens) + completion_tokens >= max_length:
+            if prompt_length + completion_tokens >= max_length:
                 break
         rest = "" if stopped else stops.flush()
         if rest:
             yield TextDelta(rest)
-        yield Usage(prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens)
+        yield Usage(prompt_tokens=prompt_length, completion_tokens=completion_tokens)
         yield Finish(reason)  # type: ignore[arg-type]
 
     def eos_ids(self) -> set[int]:
@@ -149,6 +180,13 @@ class LoadedModel:
         return search
 
 
+def _decode(generator: Any) -> Iterator[int]:
+    """Each new token id of a generator that has its prompt, until EOS or the length limit."""
+    while not generator.is_done():
+        generator.generate_next_token()
+        yield int(generator.get_next_tokens()[0])
+
+
 def _guided_generator(og: Any, og_model: Any, params: Any, guidance: Guidance) -> Any:
     """A generator constrained by `guidance`; a grammar llguidance cannot build is a usage error
     (it surfaces when the generator is created, not in set_guidance)."""
@@ -163,7 +201,7 @@ def _guided_generator(og: Any, og_model: Any, params: Any, guidance: Guidance) -
         raise unsupported_schema(error) from None
 
 
-_LOADED: dict[tuple[str, str, int], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, int, int | None], LoadedModel] = {}
 
 
 def load_model(
@@ -172,40 +210,48 @@ def load_model(
     threads: int | None = None,
     *,
     available: Callable[[Iterable[str]], list[str]] = available_execution_providers,
+    max_image_pixels: int | None | Literal["default"] = "default",
 ) -> LoadedModel:
     """Load `folder` on the chosen EP, once per process. In `auto`, a GPU EP that fails to
-    create its session falls back to the CPU with a warning; an explicit EP never does."""
+    create its session falls back to the CPU with a warning; an explicit EP never does.
+    `max_image_pixels` caps a Qwen-type vision model's images (core.vision; default: the
+    AGENTIC_ONNX_MAX_IMAGE_PIXELS environment variable, else core.vision's default)."""
     from agentic_onnx.core.hardware import default_threads
+    from agentic_onnx.core.vision import max_pixels_from_env
 
     threads = threads or default_threads()
+    cap = max_pixels_from_env() if max_image_pixels == "default" else max_image_pixels
     requested = execution_provider.lower()
     choice = choose_execution_provider(requested, folder,
                                        available(candidates_for(requested, folder)))
-    key = (str(folder.path), choice.provider, threads)
+    key = (str(folder.path), choice.provider, threads, cap)
     if key in _LOADED:
         cached = _LOADED[key]
         return LoadedModel(**{**cached.__dict__, "load_s": 0.0, "warnings": []})
     warnings = [choice.warning] if choice.warning else []
     try:
-        loaded = _create(folder, choice.provider, threads)
+        loaded = _create(folder, choice.provider, threads, cap)
     except GenerationError as error:
         if not choice.may_fall_back_to_cpu:
             raise
         warnings.append(f"{EP_LABELS[choice.provider]} failed to start ({error.message}); "
                         "falling back to the CPU.")
-        loaded = _create(folder, "cpu", threads)
+        loaded = _create(folder, "cpu", threads, cap)
     loaded.warnings = warnings
-    _LOADED[(str(folder.path), loaded.execution_provider, threads)] = loaded
+    _LOADED[(str(folder.path), loaded.execution_provider, threads, cap)] = loaded
     return loaded
 
 
-def _create(folder: ModelFolder, provider: str, threads: int) -> LoadedModel:
+def _create(folder: ModelFolder, provider: str, threads: int,
+            max_image_pixels: int | None = None) -> LoadedModel:
     import onnxruntime_genai as og
+
+    from agentic_onnx.core.vision import capped_model_path
 
     og.disable_telemetry_events()
     started = time.perf_counter()
     try:
-        config = og.Config(str(folder.path))
+        config = og.Config(str(capped_model_path(folder, max_image_pixels)))
         if provider == "cpu":
             config.clear_providers()
         elif provider not in folder.variant_providers:
@@ -228,4 +274,7 @@ def _create(folder: ModelFolder, provider: str, threads: int) -> LoadedModel:
 
 def clear_model_cache() -> None:
     """Forget loaded models (tests, and `serve` when it unloads)."""
+    from agentic_onnx.core.vision import remove_private_folders
+
     _LOADED.clear()
+    remove_private_folders()

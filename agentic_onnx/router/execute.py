@@ -70,6 +70,7 @@ def route_and_stream(
     log_prompts: bool = False,
     resolve_local: Callable[[str], Any] | None = None,
     on_notice: Notice | None = None,
+    images: Sequence[Any] = (),
     sleep: Callable[[float], None] = time.sleep,
     command: str = "run",
     fallback: bool = True,
@@ -96,7 +97,8 @@ def route_and_stream(
     executor = FallbackExecutor(
         candidates=list(decision.candidates), provider_for=provider_for,
         request_for=lambda candidate: ProviderRequest(messages, candidate.model, options, tools,
-                                                      tool_choice, response_format),
+                                                      tool_choice, response_format,
+                                                      tuple(images)),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)

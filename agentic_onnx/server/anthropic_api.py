@@ -3,7 +3,9 @@ built on it) can run on a local model with `ANTHROPIC_BASE_URL=http://127.0.0.1:
 
 The stream is Anthropic's own event sequence: message_start, content_block_start, ping,
 content_block_delta..., content_block_stop, message_delta (stop_reason, usage), message_stop.
-Text, `tool_use` and `tool_result` blocks; images and documents are a 400. With `tools`, a
+Text, `tool_use` and `tool_result` blocks; `image` blocks with base64 sources go to a vision
+model as images (core.vision), `url` sources are a 400 (the server never fetches from the
+network on a client's behalf); documents are a 400. With `tools`, a
 reply may be a call (core.tools: constrained decoding), sent as a `tool_use` block (its input
 as one input_json_delta) with stop_reason `tool_use`.
 """
@@ -24,11 +26,14 @@ from agentic_onnx.server.http import (
     ApiError,
     EventStream,
     check_api_key,
+    check_vision,
     collect,
+    decode_image,
     error_response,
     first_item,
     job_items,
     parse_body,
+    remote_image_refused,
     sse,
     submit,
     tool_calls_json,
@@ -43,11 +48,12 @@ class _TextBlock(BaseModel):
 
 
 class _Block(BaseModel):
-    """A message content block: text, a tool_use (assistant) or a tool_result (user)."""
+    """A message content block: text, an image (user), a tool_use (assistant) or a tool_result."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["text", "tool_use", "tool_result"]
+    type: Literal["text", "tool_use", "tool_result", "image"]
     text: Optional[str] = None
+    source: Optional[dict[str, Any]] = None
     id: Optional[str] = None
     name: Optional[str] = None
     input: Optional[dict[str, Any]] = None
@@ -87,8 +93,9 @@ async def messages(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        chat, options = _to_engine(body)
-        job = submit(state.pool, body.model, chat, options, **_answer(body))
+        chat, options, images = _to_engine(body)
+        check_vision(state.pool, body.model, images)
+        job = submit(state.pool, body.model, chat, options, images=images, **_answer(body))
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
@@ -115,15 +122,16 @@ def _text(content: Union[str, list[Any], None]) -> str:
     return "".join(block.text or "" for block in content if block.type == "text")
 
 
-def _turns(message: _Message) -> list[dict[str, Any]]:
+def _turns(message: _Message, label: str, images: list[Any]) -> list[dict[str, Any]]:
     """One Anthropic message as OpenAI-shaped turns (the engine's shape): tool_result blocks
-    become `tool` turns, tool_use blocks an assistant turn's `tool_calls`."""
+    become `tool` turns, tool_use blocks an assistant turn's `tool_calls`, image blocks
+    core.vision's marker where they stand (their images join `images`)."""
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
     turns: list[dict[str, Any]] = [
         {"role": "tool", "tool_call_id": block.tool_use_id, "content": _result_text(block.content)}
         for block in message.content if block.type == "tool_result"]
-    text = _text(message.content)
+    text = _text_and_images(message.content, label, images)
     uses = [block for block in message.content if block.type == "tool_use"]
     if uses:
         turns.append({"role": message.role, "content": text, "tool_calls": [
@@ -133,6 +141,30 @@ def _turns(message: _Message) -> list[dict[str, Any]]:
     elif text or not turns:
         turns.append({"role": message.role, "content": text})
     return turns
+
+
+def _text_and_images(blocks: list[_Block], label: str, images: list[Any]) -> str:
+    from agentic_onnx.core.vision import IMAGE_MARKER
+
+    texts = []
+    for index, block in enumerate(blocks):
+        if block.type == "text":
+            texts.append(block.text or "")
+        elif block.type == "image":
+            images.append(_image(block.source or {}, f"{label}.{index}.source"))
+            texts.append(IMAGE_MARKER)
+    return "".join(texts)
+
+
+def _image(source: dict[str, Any], label: str) -> Any:
+    """A base64 `source`; a `url` source is refused, not fetched."""
+    kind = source.get("type")
+    if kind == "url":
+        raise remote_image_refused(label, 'a {"type": "base64", "media_type", "data"} source')
+    if kind != "base64" or not source.get("data"):
+        raise ApiError(400, "invalid_request_error",
+                       f"{label}: expected a base64 source with media_type and data.")
+    return decode_image(source["data"], label)
 
 
 def _result_text(content: Union[str, list[dict[str, Any]], None]) -> str:
@@ -165,11 +197,13 @@ def _tool_uses(items: list[Any]) -> list[dict[str, Any]]:
             for call in tool_calls_json(items)]
 
 
-def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any]:
+def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any, list[Any]]:
     from agentic_onnx.core.options import GenerationOptions
 
+    images: list[Any] = []
     chat = [{"role": "system", "content": _text(body.system)}] if _text(body.system) else []
-    chat += [turn for m in body.messages for turn in _turns(m)]
+    chat += [turn for index, m in enumerate(body.messages)
+             for turn in _turns(m, f"messages.{index}.content", images)]
     values = {"max_tokens": body.max_tokens, "temperature": body.temperature,
               "top_p": body.top_p, "top_k": body.top_k,
               "stop": tuple(s for s in body.stop_sequences or [] if s)}
@@ -178,7 +212,7 @@ def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any]:
     except ValidationError as error:
         first = error.errors()[0]
         raise ApiError(400, "invalid_request_error", f"{first['loc'][0]}: {first['msg']}") from None
-    return chat, options
+    return chat, options, images
 
 
 def _stop(items: list[Any]) -> tuple[str, str | None]:

@@ -82,6 +82,48 @@ def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options
                        retry_after_s=error.retry_after_s) from None
 
 
+def decode_image(data: Any, label: str) -> Any:
+    """Base64 image bytes from a request as a core.vision.ImageInput; a 400 when they are not
+    base64 or not a PNG, JPEG or BMP image."""
+    import base64
+    import binascii
+
+    from agentic_onnx.core.vision import ImageError, image_from_bytes
+
+    try:
+        raw = base64.b64decode(str(data), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "invalid_request_error", f"{label}: the image data is not valid "
+                       "base64.", param=label) from None
+    try:
+        return image_from_bytes(raw, label)
+    except ImageError as error:
+        raise ApiError(400, "invalid_request_error", f"{label}: {error.one_line()}",
+                       param=label) from None
+
+
+def remote_image_refused(label: str, inline: str) -> ApiError:
+    """We never fetch from the network on a client's behalf: a URL image is the client's to send."""
+    return ApiError(400, "invalid_request_error",
+                    f"{label}: this server does not download images from URLs; send the image "
+                    f"inline as {inline}.", param=label)
+
+
+def check_vision(pool: Any, model: str | None, images: list[Any]) -> None:
+    """Images for a text-only model are a 400 before the request is queued."""
+    if not images or not pool.ready:
+        return
+    from agentic_onnx.core.vision import VisionNotSupportedError, tag_style
+
+    worker = pool.worker_for(model)
+    try:
+        tag_style(worker.model.folder)
+    except VisionNotSupportedError as error:
+        raise ApiError(400, "invalid_request_error",
+                       f"{error.message} Serve a vision model for images, or send text only.",
+                       param="messages") from None
+
+
 async def job_items(job: Job) -> AsyncIterator[Any]:
     """The job's events up to its end; a failure raises ApiError. Leaving early cancels it."""
     try:

@@ -1,7 +1,9 @@
 """The OpenAI dialect: `POST /v1/chat/completions` (streamed or not) and `GET /v1/models`.
 
 Fields we do not use (`user`, `logit_bias`, ...) are accepted and ignored, as local servers
-do; fields we cannot honour (`n` > 1, non-text content) are a 400. `tools`/`tool_choice`,
+do; fields we cannot honour (`n` > 1, audio or file content) are a 400. `image_url` parts with
+`data:image/...;base64,` URLs go to a vision model as images (core.vision); http(s) URLs are a
+400: the server never fetches from the network on a client's behalf. `tools`/`tool_choice`,
 `role: tool` messages and `response_format` (json_schema, json_object) are honoured by
 constrained decoding (core.tools, core.structured); calls come back as `tool_calls`.
 """
@@ -22,12 +24,15 @@ from agentic_onnx.server.http import (
     ApiError,
     EventStream,
     check_api_key,
+    check_vision,
     collect,
+    decode_image,
     error_response,
     first_item,
     tool_calls_json,
     job_items,
     parse_body,
+    remote_image_refused,
     sse,
     submit,
 )
@@ -38,8 +43,9 @@ ERROR_TYPES = {401: "invalid_request_error", 503: "server_error"}
 
 class _ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["text"]
-    text: str
+    type: Literal["text", "image_url"]
+    text: Optional[str] = None
+    image_url: Union[dict[str, Any], str, None] = None
 
 
 class _Message(BaseModel):
@@ -95,8 +101,9 @@ async def chat_completions(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        messages, options = _to_engine(body, state.pool)
-        job = submit(state.pool, body.model, messages, options, **_answer(body))
+        messages, options, images = _to_engine(body, state.pool)
+        check_vision(state.pool, body.model, images)
+        job = submit(state.pool, body.model, messages, options, images=images, **_answer(body))
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
@@ -113,13 +120,13 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(_completion(items, started, completion_id, model_id))
 
 
-def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any]:
+def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any, list[Any]]:
     from agentic_onnx.core.options import GenerationOptions
 
     messages = []
-    for message in body.messages:
-        content = message.content
-        text = content if isinstance(content, str) else "".join(p.text for p in content or [])
+    images: list[Any] = []
+    for index, message in enumerate(body.messages):
+        text = _content_text(message.content, f"messages.{index}.content", images)
         role = "system" if message.role == "developer" else message.role
         messages.append({"role": role, "content": text})
         if message.tool_calls:
@@ -138,7 +145,37 @@ def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, s
         first = error.errors()[0]
         raise ApiError(400, "invalid_request_error", f"{first['loc'][0]}: {first['msg']}",
                        param=str(first["loc"][0])) from None
-    return messages, options
+    return messages, options, images
+
+
+def _content_text(content: Union[str, list[_ContentPart], None], label: str,
+                  images: list[Any]) -> str:
+    """A message's text; each image part becomes core.vision's marker where it stands, and its
+    image joins `images`."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    from agentic_onnx.core.vision import IMAGE_MARKER
+
+    texts = []
+    for index, part in enumerate(content):
+        if part.type == "text":
+            texts.append(part.text or "")
+            continue
+        images.append(_image(part.image_url, f"{label}.{index}.image_url"))
+        texts.append(IMAGE_MARKER)
+    return "".join(texts)
+
+
+def _image(image_url: Union[dict[str, Any], str, None], label: str) -> Any:
+    """`image_url.url`: a `data:image/...;base64,` URL; an http(s) URL is refused, not fetched."""
+    url = str((image_url.get("url") if isinstance(image_url, dict) else image_url) or "")
+    if url.lower().startswith(("http://", "https://")):
+        raise remote_image_refused(label, "a data:image/png;base64,... URL")
+    header, comma, data = url.partition(",")
+    if not (header.lower().startswith("data:") and header.lower().endswith(";base64") and comma):
+        raise ApiError(400, "invalid_request_error",
+                       f"{label}: expected a data:image/...;base64,... URL.", param=label)
+    return decode_image(data, label)
 
 
 def _answer(body: ChatCompletionRequest) -> dict[str, Any]:

@@ -65,8 +65,9 @@ class Job:
     def __init__(self, worker: ModelWorker, messages: Sequence[Message],
                  options: GenerationOptions, loop: asyncio.AbstractEventLoop,
                  tools: Sequence[Any] = (), tool_choice: Any = None,
-                 response_format: Any = None) -> None:
+                 response_format: Any = None, images: Sequence[Any] = ()) -> None:
         self.messages = list(messages)
+        self.images = list(images)  # core.vision.ImageInput, where the messages' markers stand
         self.options = options
         self.tools = list(tools)  # core.tools.Tool: a reply may be a call (core.tools)
         self.tool_choice = tool_choice  # core.tools.ToolChoice, None for auto
@@ -116,7 +117,7 @@ class ModelWorker:
     def submit(self, messages: Sequence[Message], options: GenerationOptions,
                **answer: Any) -> Job:
         """Queue a request, or raise QueueFullError when `max_queue` already wait. `answer`:
-        the Job's tools, tool_choice and response_format."""
+        the Job's tools, tool_choice, response_format and images."""
         job = Job(self, messages, options, asyncio.get_running_loop(), **answer)
         with self._lock:
             if self._admitted >= self.max_queue + 1:
@@ -166,7 +167,9 @@ class ModelWorker:
                 self._last_duration_s = time.perf_counter() - started
 
     def _stream(self, job: Job) -> Any:
-        """The job's events: plain, with tools, or constrained to a schema."""
+        """The job's events: plain, with tools, constrained to a schema, or with images."""
+        if job.images:
+            return self._vision_stream(job)
         if job.tools:
             from agentic_onnx.core.tools import AUTO, stream_with_tools
 
@@ -176,6 +179,22 @@ class ModelWorker:
             return self._cache.stream(job.messages, job.options,
                                       guidance=job.response_format.guidance())
         return self._cache.stream(job.messages, job.options)
+
+    def _vision_stream(self, job: Job) -> Any:
+        """A request with images: processed and counted first (errors are the request's, a 400),
+        then run on a generator of its own. The kept generator is reset first, so that two KV
+        caches are never held at once; the next text request starts it again."""
+        from agentic_onnx.core.conversation import PrefillStats
+        from agentic_onnx.core.vision import prepare_vision_prompt
+
+        prepared = prepare_vision_prompt(self.model, job.messages, job.images)
+        self._cache.reset()
+        self._cache.last = PrefillStats(prepared.prompt_tokens, 0, (), False)
+        self._cache.generated_ids = []
+        guidance = job.response_format.guidance() if job.response_format is not None else None
+        yield from self.model.stream(job.messages, job.options, images=prepared,
+                                     tools=[tool.to_openai() for tool in job.tools] or None,
+                                     guidance=guidance)
 
     def _run(self, job: Job) -> None:
         stream = self._stream(job)

@@ -21,7 +21,12 @@ from agentic_onnx.core.errors import UsageError
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.core.tool_prompt import message_text
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
-from agentic_onnx.router.providers.base import Provider, ProviderRequest, system_and_turns
+from agentic_onnx.router.providers.base import (
+    Provider,
+    ProviderRequest,
+    refuse_images,
+    system_and_turns,
+)
 from agentic_onnx.router.providers.http import HttpTarget, make_client, sse_events
 
 API_VERSION = "2023-06-01"
@@ -46,6 +51,7 @@ class AnthropicProvider(Provider):
         self._client: Any = None
 
     def prepare(self, request: ProviderRequest) -> None:
+        refuse_images(self.name, request)
         if not self._api_key:
             raise MissingKeyError(self.name, self._target.key_env_var or "ANTHROPIC_API_KEY")
         if self._client is None:

@@ -19,6 +19,7 @@ from agentic_onnx.core.options import GenerationOptions
 if TYPE_CHECKING:
     from agentic_onnx.core.structured import ResponseFormat
     from agentic_onnx.core.tools import ToolChoice
+    from agentic_onnx.core.vision import ImageInput
 
 Message = dict[str, Any]
 
@@ -30,7 +31,8 @@ class ProviderRequest:
 
     `messages` use the OpenAI chat shape (assistant `tool_calls`, `role: tool` results);
     `tools` the OpenAI function format, already checked (core.tools.parse_tools);
-    `tool_choice` None means auto; `response_format` asks for JSON valid for a schema."""
+    `tool_choice` None means auto; `response_format` asks for JSON valid for a schema;
+    `images` (core.vision) go with the last user message, or where its markers stand."""
 
     messages: Sequence[Message]
     model: str | None
@@ -38,6 +40,7 @@ class ProviderRequest:
     tools: Sequence[dict[str, Any]] | None = None
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
+    images: Sequence[ImageInput] = ()
 
 
 class Provider:
@@ -65,6 +68,16 @@ class Provider:
 
     def __repr__(self) -> str:  # never includes keys
         return f"<{type(self).__name__} {self.name!r} local={self.local}>"
+
+
+def refuse_images(provider: str, request: ProviderRequest) -> None:
+    """Cloud providers do not take our images yet: say so before anything is sent."""
+    if request.images:
+        from agentic_onnx.core.errors import UsageError
+
+        raise UsageError(f"Provider {provider!r} cannot take images from agentic-onnx yet; "
+                         "nothing was sent.",
+                         "Use a local vision model (--provider onnx --model <vision model>).")
 
 
 def system_and_turns(messages: Sequence[Message]) -> tuple[str | None, list[Message]]:

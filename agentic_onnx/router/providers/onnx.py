@@ -24,14 +24,25 @@ class OnnxProvider(Provider):
         self._resolve = resolve
         self._loaded: Any = None
         self._loaded_spec: str | None = None
+        self._vision: Any = None  # core.vision.VisionPrompt of the request being prepared
+        self._vision_for: ProviderRequest | None = None
         self.model_name: str | None = None
         self.warnings: list[str] = []
 
     def prepare(self, request: ProviderRequest) -> None:
         """Resolve and load the model (cached per process by the engine). No model (none given,
         none configured) lets the resolver pick: core.resolve recommends one for this machine."""
-        if self._loaded is not None and self._loaded_spec == request.model:
-            return
+        if self._loaded is None or self._loaded_spec != request.model:
+            self._load(request)
+        if request.images and self._vision_for is not request:
+            # Processed and counted here: a prompt that cannot fit fails before the model runs.
+            from agentic_onnx.core.vision import prepare_vision_prompt
+
+            self._vision = prepare_vision_prompt(self._loaded, request.messages, request.images)
+            self._vision_for = request
+            self.warnings.extend(self._vision.warnings)
+
+    def _load(self, request: ProviderRequest) -> None:
         from agentic_onnx.core.engine import load_model
 
         if self._resolve is None:
@@ -49,7 +60,12 @@ class OnnxProvider(Provider):
     def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
         """Plain, schema-constrained (core.structured) or with tools (core.tools)."""
         self.prepare(request)
-        if request.tools:
+        if request.images:
+            yield from self._loaded.stream(request.messages, request.options, images=self._vision,
+                                           tools=request.tools,
+                                           guidance=request.response_format.guidance()
+                                           if request.response_format is not None else None)
+        elif request.tools:
             from agentic_onnx.core.tools import AUTO, parse_tools, stream_with_tools
 
             yield from stream_with_tools(self._loaded, request.messages, request.options,

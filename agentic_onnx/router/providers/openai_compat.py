@@ -19,7 +19,7 @@ from typing import Any
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.router.config import is_loopback_url
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
-from agentic_onnx.router.providers.base import Provider, ProviderRequest
+from agentic_onnx.router.providers.base import Provider, ProviderRequest, refuse_images
 from agentic_onnx.router.providers.http import (
     RETRYABLE_STATUSES,
     HttpTarget,
@@ -81,6 +81,7 @@ class OpenAICompatProvider(Provider):
         self.reported_cost_usd: float | None = None
 
     def prepare(self, request: ProviderRequest) -> None:
+        refuse_images(self.name, request)
         if self.needs_key and not self._api_key:
             raise MissingKeyError(self.name, self._target.key_env_var or "OPENAI_API_KEY")
         if self._client is None:
