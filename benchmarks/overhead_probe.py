@@ -63,6 +63,26 @@ def bare(path: str, threads: int, max_tokens: int) -> dict:
     return summary(pre, inside, outside, clock() - started)
 
 
+def _split_times(iterator, marks: dict):  # noqa: ANN001, ANN202
+    """Yield `iterator`'s tokens, recording the time inside each `next` (genai's work) and
+    the time between them (ours)."""
+    clock = time.perf_counter
+    while True:
+        t0 = clock()
+        if marks["first_start"] is None:
+            marks["first_start"] = t0
+        elif marks["last_end"] is not None:
+            marks["outside"].append(t0 - marks["last_end"])
+        try:
+            token = next(iterator)
+        except StopIteration:
+            return
+        t1 = clock()
+        marks["inside"].append(t1 - t0)
+        marks["last_end"] = t1
+        yield token
+
+
 def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     from pathlib import Path
 
@@ -80,21 +100,7 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     original = loaded.generate_tokens
 
     def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        iterator = original(*args, **kwargs)
-        while True:
-            t0 = clock()
-            if marks["first_start"] is None:
-                marks["first_start"] = t0
-            elif marks["last_end"] is not None:
-                marks["outside"].append(t0 - marks["last_end"])
-            try:
-                token = next(iterator)
-            except StopIteration:
-                return
-            t1 = clock()
-            marks["inside"].append(t1 - t0)
-            marks["last_end"] = t1
-            yield token
+        return _split_times(original(*args, **kwargs), marks)
 
     loaded.generate_tokens = timed  # instance attribute: only this object, only this probe
     devnull = open(os.devnull, "w")
@@ -136,21 +142,7 @@ def cli(path: str, threads: int, max_tokens: int) -> dict:
     original = engine.LoadedModel.generate_tokens
 
     def timed(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        iterator = original(self, *args, **kwargs)
-        while True:
-            t0 = clock()
-            if marks["first_start"] is None:
-                marks["first_start"] = t0
-            elif marks["last_end"] is not None:
-                marks["outside"].append(t0 - marks["last_end"])
-            try:
-                token = next(iterator)
-            except StopIteration:
-                return
-            t1 = clock()
-            marks["inside"].append(t1 - t0)
-            marks["last_end"] = t1
-            yield token
+        return _split_times(original(self, *args, **kwargs), marks)
 
     engine.LoadedModel.generate_tokens = timed
     sys.argv = ["agentic-onnx", "run", "--model", path, "--task", TASK, "--max-tokens",
