@@ -21,13 +21,15 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 def models_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """List the model catalog: EP, precision, size, context, installed, fits this machine."""
     from agentic_onnx.cli import render
-    from agentic_onnx.cli.store_view import catalog_table
+    from agentic_onnx.cli.store_view import catalog_table, fit_notes
 
     rows = catalog_rows()
     if json_output:
         render.print_json(rows)
     else:
         render.print_table(catalog_table(rows))
+        for line in fit_notes(rows):
+            render.stdout_console().print(line)
 
 
 def catalog_rows() -> list[dict[str, Any]]:

@@ -26,25 +26,32 @@ EP_LABELS = {"cuda": "CUDA", "dml": "DirectML", "webgpu": "WebGPU", "cpu": "CPU"
 
 
 def catalog_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Models (* recommended for this machine)", title_justify="left")
-    table.add_column("id", no_wrap=True)
-    for column, justify in (("EP", "left"), ("precision", "left"), ("size", "right"),
-                            ("context", "right"), ("tools", "center"), ("vision", "center"),
-                            ("installed", "center"),
-                            ("fits", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table = Table(title="Models (* recommended for this machine)", title_justify="left",
+                  box=None, pad_edge=False)
+    table.add_column("id", no_wrap=True)  # compact headers: the table fits 80 columns when piped
+    for column, justify in (("EP", "left"), ("quant", "left"), ("size", "right"),
+                            ("ctx", "right"), ("tools", "center"), ("vision", "center"),
+                            ("inst", "center"), ("fits", "center")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
         marker = "* " if row.get("recommended") else "  "
         size = format_bytes(row["size_bytes"]) if row.get("size_bytes") else "?"
         context = f"{row['context_length'] // 1024}k" if row.get("context_length") else "?"
-        fits = "yes" if row["fits"] else f"no: {row['fit_reason']}"
-        if row["fits"] is None:
-            fits = "?"
-        table.add_row(marker + row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
+        fits = {True: "yes", False: "no", None: "?"}[row["fits"]]
+        table.add_row(marker + row["id"], row["execution_provider"] or "?",  # as `-e` spells it
                       row["precision"] or "?", size, context, _capability(row, "tools"),
                       _capability(row, "vision"),
                       "yes" if row["installed"] else "-", fits)
     return table
+
+
+def fit_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Why models do not fit, one line per reason (the table only says yes/no, to stay narrow)."""
+    by_reason: dict[str, list[str]] = {}
+    for row in rows:
+        if row["fits"] is False:
+            by_reason.setdefault(row["fit_reason"], []).append(row["id"])
+    return [f"Does not fit ({reason}): {', '.join(ids)}" for reason, ids in by_reason.items()]
 
 
 def _capability(row: dict[str, Any], name: str) -> str:
