@@ -86,3 +86,10 @@ def test_eos_gives_finish_reason_stop():
                      "--max-tokens", "24", "--json")
     data = json.loads(result.stdout)
     assert data["finish_reason"] == "stop" and data["text"] == case["text"]
+
+
+def test_root_help_stays_short_but_run_help_lists_every_option():
+    root, run = run_cli("--help").stdout, run_cli("run", "--help").stdout
+    assert "--task" in root and "--model" in root and "run --help" in root
+    assert "--max-tokens" not in root and "--temperature" not in root
+    assert "--max-tokens" in run and "--temperature" in run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
 from typing import Annotated, get_type_hints
@@ -55,20 +56,36 @@ def root(
     run_command(**run_options)  # type: ignore[arg-type]
 
 
+# The root form's options that `agentic-onnx --help` shows; the others work the same but are
+# listed once, under `agentic-onnx run --help`, so the root help stays readable.
+ROOT_HELP_OPTIONS = {"task", "model", "provider", "privacy", "local_only", "json_output", "debug"}
+
+
 def _with_run_options(callback):  # noqa: ANN001, ANN202
     """Give the root callback `run`'s options, declared once in `run_command`."""
     hints = {**get_type_hints(run_command, include_extras=True),
              **get_type_hints(callback, include_extras=True)}
     own = [p for p in inspect.signature(callback).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params = [p.replace(annotation=hints[p.name]) for p in
-              own + list(inspect.signature(run_command).parameters.values())]
+    run_params = [p.replace(annotation=_hidden_unless(p.name, hints[p.name]))
+                  for p in inspect.signature(run_command).parameters.values()]
+    params = [p.replace(annotation=hints[p.name]) for p in own] + run_params
     callback.__signature__ = inspect.Signature(params)
     callback.__annotations__ = {p.name: p.annotation for p in params}
     return callback
 
 
-app.callback(invoke_without_command=True)(_with_run_options(root))
+def _hidden_unless(name: str, annotation: object) -> object:
+    """`annotation` with its typer.Option hidden from the root help (a copy: `run` keeps it)."""
+    if name in ROOT_HELP_OPTIONS:
+        return annotation
+    info = copy.copy(annotation.__metadata__[0])  # type: ignore[attr-defined]
+    info.hidden = True
+    return Annotated[annotation.__origin__, info]  # type: ignore[attr-defined]
+
+
+app.callback(invoke_without_command=True, epilog="All of `run`'s options work here too: "
+             "see `agentic-onnx run --help`.")(_with_run_options(root))
 
 
 def main() -> None:

@@ -20,8 +20,10 @@ def usage_command(
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Summarise the usage log: requests, tokens, cost and latency per provider and model, and
-    the money local runs saved at a cloud price."""
+    """Summarise the usage log per provider and model, with the money local runs saved.
+
+    Requests, tokens, cost and latency per provider and model; local runs are also priced at
+    a cloud model's price, to show what they saved."""
     from datetime import datetime, timedelta, timezone
 
     from agentic_onnx.cli import render
