@@ -146,6 +146,13 @@ def place_image_tags(messages: Sequence[dict[str, Any]], image_count: int,
         raise ImageError(
             f"The prompt has {markers + typed} image tag(s) but {image_count} image(s) were given.",
             "Give one image per tag, or leave the tags out and the images go first.")
+    if style == "phi":
+        numbers = {int(n) for m in result for n in _PHI_TAG_RE.findall(str(m.get("content") or ""))}
+        if numbers - set(range(1, image_count + 1)):
+            raise ImageError(
+                f"The prompt has the tag <|image_{max(numbers - set(range(1, image_count + 1)))}|> "
+                f"but {image_count} image(s) were given.",
+                "Number the tags <|image_1|> to <|image_N|>, one per image, or leave them out.")
     number = typed + 1 if style == "phi" else 0
     for message in result:
         text = str(message.get("content") or "")
