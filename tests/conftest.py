@@ -59,3 +59,16 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
         [*command, *args], input=stdin if stdin is not None else "", capture_output=True,
         text=True, timeout=timeout, env={**os.environ, **(env or {})}, encoding="utf-8",
     )
+
+
+def models_table_column(stdout: str, column: str) -> dict[str, str]:
+    """{model id: cell} for one column of `onnx models`' table (cells sit under their header)."""
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["id"])
+    start = header.index(f" {column}") + 1
+    cells = {}
+    for line in lines[lines.index(header) + 1:]:
+        words = line.replace("*", " ").split()
+        if words:
+            cells[words[0]] = line[start:start + len(column)].strip()
+    return cells

@@ -19,7 +19,7 @@ from agentic_onnx.core.errors import (
 from agentic_onnx.core.recommend import GIB, MachineFacts, choose_variant, fit, recommend
 from agentic_onnx.core.resolve import download_source, resolve
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, models_table_column, run_cli
 from .fake_hub import install_fixture
 
 CPU_ONLY_16G = MachineFacts(16 * GIB, (), ("cpu",))
@@ -244,10 +244,7 @@ def test_vision_entries_are_marked_and_shown():
     capabilities = {row["id"]: row["capabilities"] for row in listed}
     assert capabilities["phi-3.5-vision-cpu"] == ["chat", "vision"]
     assert capabilities["phi-3.5-mini-cpu"] == ["chat"]
-    table = run_cli("onnx", "models", env={"COLUMNS": "200"}).stdout.splitlines()
-    header = next(line for line in table if line.split()[:1] == ["id"])
-    start = header.index(" vision ") + 1  # the column's cells sit under its header
-    rows = {line.split()[0].lstrip("*") if line.split()[0] != "*" else line.split()[1]:
-            line[start:start + len("vision")].strip() for line in table if "phi-3" in line}
+    table = run_cli("onnx", "models", env={"COLUMNS": "200"}).stdout
+    rows = models_table_column(table, "vision")
     assert rows["phi-3.5-vision-cpu"] == rows["phi-3.5-vision-gpu"] == "yes"
     assert rows["phi-3.5-mini-cpu"] == "-"

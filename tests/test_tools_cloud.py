@@ -236,18 +236,11 @@ def test_streamed_tool_call_deltas_are_collected_per_id():
 
 
 def test_onnx_models_shows_the_tools_capability():
-    from .conftest import run_cli
+    from .conftest import models_table_column, run_cli
 
     result = run_cli("onnx", "models")
     assert result.returncode == 0, result.stderr
-    header = next(line for line in result.stdout.splitlines() if " id " in line)
-    columns = [cell.strip() for cell in header.strip("┃|│ ").split("┃")]
-    tools_column = columns.index("tools")
-    cells = {}
-    for line in result.stdout.splitlines():
-        parts = [cell.strip() for cell in line.strip("│| ").split("│")]
-        if len(parts) == len(columns):
-            cells[parts[0].lstrip("* ").strip()] = parts[tools_column]
+    cells = models_table_column(result.stdout, "tools")
     assert cells["phi-4-mini-cpu"] == "yes" and cells["phi-3-mini-4k-cpu"] == "-"
 
 
