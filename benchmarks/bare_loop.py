@@ -22,13 +22,14 @@ import sys
 import time
 
 
-def load(path: str, threads: int):
+def load(path: str, threads: int, ep: str = "cpu"):
     import onnxruntime_genai as og
 
     og.disable_telemetry_events()
     started = time.perf_counter()
     config = og.Config(path)
-    config.clear_providers()
+    if ep == "cpu":  # else: the variant's own provider options (a CUDA variant runs on CUDA)
+        config.clear_providers()
     if threads:
         config.overlay(json.dumps(
             {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
@@ -74,8 +75,9 @@ def main() -> int:
     parser.add_argument("--gen-tokens", type=int, default=128)
     parser.add_argument("-n", "--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--ep", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
-    og, model, tokenizer, load_s = load(args.model, args.threads)
+    og, model, tokenizer, load_s = load(args.model, args.threads, args.ep)
     report: dict = {"load_s": load_s, "threads": args.threads}
     if args.mode == "single":
         started = time.perf_counter()  # like run's TTFT, include the chat template and encoding

@@ -110,10 +110,13 @@ def write_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
     del model
 
 
-def export(hf_dir: Path, out_dir: Path, cache: Path) -> None:
+def export(hf_dir: Path, out_dir: Path, cache: Path, ep: str = "cpu") -> None:
+    """int4 block 32 accuracy level 4 for the CPU (the catalog's CPU variants); fp16 for CUDA."""
+    precision = ["-p", "int4", "--extra_options", "block_size=32", "accuracy_level=4"]
+    if ep == "cuda":
+        precision = ["-p", "fp16"]
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-               "-o", str(out_dir), "-p", "int4", "-e", "cpu", "-c", str(cache),
-               "--extra_options", "block_size=32", "accuracy_level=4"]
+               "-o", str(out_dir), "-e", ep, "-c", str(cache), *precision]
     log("running " + " ".join(command[1:]))
     started = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
@@ -127,7 +130,7 @@ def export(hf_dir: Path, out_dir: Path, cache: Path) -> None:
     shutil.copy2(hf_dir / "chat_template.jinja", out_dir / "chat_template.jinja")
 
 
-def build(name: str, shape: dict, seed: int) -> Path:
+def build(name: str, shape: dict, seed: int, ep: str = "cpu") -> Path:
     out_dir = MODELS_DIR / name
     work = Path(tempfile.mkdtemp(prefix=f"agentic-onnx-{name}-", dir=MODELS_DIR))
     try:
@@ -135,7 +138,7 @@ def build(name: str, shape: dict, seed: int) -> Path:
         hf_dir.mkdir()
         log(f"{name}: {shape}")
         write_checkpoint(shape, hf_dir, seed)
-        export(hf_dir, stage, work / "cache")
+        export(hf_dir, stage, work / "cache", ep)
         (stage / "shape.json").write_text(json.dumps({"name": name, "vocab_size": VOCAB_SIZE,
                                                        "context_length": CONTEXT, **shape},
                                                       indent=2) + "\n", encoding="utf-8")
@@ -157,12 +160,14 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=1536, help="fast shape: hidden size")
     parser.add_argument("--name", help="output folder name (default: fast-shape / phi3-mini-shape)")
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--ep", choices=("cpu", "cuda"), default="cpu",
+                        help="the variant to export (cuda: fp16, for a GPU machine)")
     args = parser.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     if args.shape in ("all", "fast"):
-        build(args.name or "fast-shape", fast_shape(args.layers, args.hidden), args.seed)
+        build(args.name or "fast-shape", fast_shape(args.layers, args.hidden), args.seed, args.ep)
     if args.shape in ("all", "phi3-mini"):
-        build(args.name or "phi3-mini-shape", PHI3_MINI, args.seed)
+        build(args.name or "phi3-mini-shape", PHI3_MINI, args.seed, args.ep)
     return 0
 
 
