@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import pty
 import re
 import selectors
@@ -38,6 +37,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _repo_relative(path: Path) -> str:
+    """Paths recorded in results name files by their place in the repo, not on this machine."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
 MODELS = ROOT / "benchmarks" / "models"
 BARE = [sys.executable, str(ROOT / "benchmarks" / "bare_loop.py")]
 CLI = [str(Path(sys.executable).with_name("agentic-onnx"))]
@@ -337,7 +345,7 @@ def main() -> int:
     previous = (json.loads(args.out.read_text(encoding="utf-8"))
                 if args.merge and args.out.exists() else {})
     results: dict = {**previous, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "threads": physical, "settings": vars(args) | {"out": str(args.out)},
+                     "threads": physical, "settings": vars(args) | {"out": _repo_relative(args.out)},
                      "load_before": os.getloadavg()}
     steps = [("1", "run_vs_bare", lambda: section_run_vs_bare(fast, physical, args.reps, args.max_tokens)),
              ("2", "benchmark_vs_bare", lambda: section_benchmark_vs_bare(fast, physical, args.reps)),
