@@ -57,6 +57,20 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def openai_client(self, api_key: str = "unused", timeout: float = 60):  # noqa: ANN201
+        """The real OpenAI SDK pointed at this server (no retries: tests see every answer)."""
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0,
+                             timeout=timeout)
+
+    def anthropic_client(self, api_key: str = "unused", timeout: float = 60):  # noqa: ANN201
+        """The real Anthropic SDK pointed at this server (no retries)."""
+        import anthropic
+
+        return anthropic.Anthropic(base_url=self.url, api_key=api_key, max_retries=0,
+                                   timeout=timeout)
+
     def start(self, attempts: int = 3) -> Server:
         for _ in range(attempts):  # another process may take the free port first
             self.port = free_port()

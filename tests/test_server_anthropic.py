@@ -26,7 +26,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server):
-    return anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
+    return server.anthropic_client()
 
 
 def split(case) -> tuple[str | None, list[dict]]:

@@ -28,11 +28,11 @@ def slow_server():
 
 
 def openai_client(server, key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=60)
+    return server.openai_client(key)
 
 
 def anthropic_client(server, key: str = KEY) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0, timeout=60)
+    return server.anthropic_client(key)
 
 
 def idle(status: dict) -> bool:
@@ -100,7 +100,7 @@ def test_a_client_that_leaves_while_waiting_frees_its_place_in_the_queue(slow_se
     before = slow_server.wait_for(idle)["cancelled"]
     running = client.chat.completions.create(model="m", messages=HELLO, max_tokens=400, stream=True)
     next(iter(running))
-    short = openai.OpenAI(base_url=f"{slow_server.url}/v1", api_key=KEY, max_retries=0, timeout=1.5)
+    short = slow_server.openai_client(KEY, timeout=1.5)
     with pytest.raises(openai.APITimeoutError):  # it waits behind the first, then gives up
         short.chat.completions.create(model="m", messages=HELLO, max_tokens=3)
     status = slow_server.wait_for(lambda s: s["waiting"] == 0)

@@ -24,7 +24,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    return server.openai_client()
 
 
 def finish_of(case) -> str:
