@@ -1,6 +1,8 @@
 """`python -m agentic_onnx` runs the same CLI as the `agentic-onnx` console script."""
 
-from agentic_onnx.cli.app import main
+import sys
+
+from agentic_onnx.cli.main import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

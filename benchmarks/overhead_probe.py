@@ -134,7 +134,7 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
 def cli(path: str, threads: int, max_tokens: int) -> dict:
     """The real `agentic-onnx run` (router, provider, engine, Response, PlainStream) in this
     process, stdout to /dev/null; the engine's decode loop timed as in `ours`."""
-    from agentic_onnx.cli.app import main as cli_main
+    from agentic_onnx.cli.main import main as cli_main
     from agentic_onnx.core import engine
 
     clock = time.perf_counter

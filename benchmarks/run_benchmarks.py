@@ -269,7 +269,7 @@ def section_memory_and_load(model: Path, threads: int, reps: int) -> dict:
 
 def section_help(reps: int) -> dict:
     walls = [spawn([*CLI, "--help"])["wall_s"] for _ in range(reps)]
-    probe = ("import sys\nfrom agentic_onnx.cli.app import main\nsys.argv=['agentic-onnx','--help']\n"
+    probe = ("import sys\nfrom agentic_onnx.cli.main import main\nsys.argv=['agentic-onnx','--help']\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n")
     modules = spawn([sys.executable, "-c", probe])["stderr"].split("MODULES ", 1)[1].split()

@@ -11,7 +11,8 @@ Errors carry the hub's `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotF
 huggingface_hub turns into its typed exceptions. Test knobs: `cut_after` (close the connection
 once after N bytes of a file), `down_after_cut` (answer 503 after that, like a dropped network),
 `corrupt` (flip one byte of a file while advertising the true hash), `throttle` (slow a file
-down). Every request is recorded in `requests`.
+down), `head_failures` (answer the next HEADs of a file with these statuses; 0 drops the
+connection without an answer). Every request is recorded in `requests`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ class FakeHub:
     down: bool = False
     corrupt: set[str] = field(default_factory=set)
     throttle: dict[str, float] = field(default_factory=dict)  # path -> seconds per 4 KiB chunk
+    head_failures: dict[str, list[int]] = field(default_factory=dict)  # path -> next HEAD statuses
     bytes_sent: dict[str, int] = field(default_factory=dict)
+    # path -> an event: after its first chunk, the file's transfer waits until the event is set
+    # (a barrier for tests that need a download to be in progress, with no timing window)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,6 +130,15 @@ class FakeHub:
     def count_sent(self, path: str, nbytes: int) -> None:
         with self._lock:
             self.bytes_sent[path] = self.bytes_sent.get(path, 0) + nbytes
+
+    def next_head_failure(self, path: str) -> int | None:
+        with self._lock:
+            pending = self.head_failures.get(path)
+            return pending.pop(0) if pending else None
+
+    def file_heads(self, path_in_repo: str) -> list[Request]:
+        return [r for r in list(self.requests)
+                if r.method == "HEAD" and r.path.split("/resolve/", 1)[-1].split("/", 1)[-1] == path_in_repo]
 
     def file_gets(self, path_in_repo: str) -> list[Request]:
         """GETs for `path_in_repo`: /resolve for any file, /cdn for LFS files."""
@@ -232,6 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
         if hub_file.lfs:
             headers |= {"X-Linked-Etag": f'"{hub_file.sha256}"', "X-Linked-Size": str(len(hub_file.data))}
+        if method == "HEAD" and (failure := self.fake.next_head_failure(file_path)) is not None:
+            if failure == 0:  # the connection drops before any answer
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            return self._error(failure, None, "Internal error")
         if method == "HEAD":
             self.send_response(200)
             for name, value in headers.items():
@@ -284,11 +304,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, path: str, body: bytes) -> None:
         delay = self.fake.throttle.get(path)
-        step = 4096 if delay else len(body) or 1
+        step = 4096 if delay or path in self.fake.hold else len(body) or 1
         for offset in range(0, len(body), step):
             self.wfile.write(body[offset:offset + step])
             self.wfile.flush()
             self.fake.count_sent(path, len(body[offset:offset + step]))
+            held = self.fake.hold.get(path)
+            if held is not None:
+                held.wait(60)
             if delay:
                 time.sleep(delay)
 

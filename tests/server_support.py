@@ -46,6 +46,7 @@ class Server:
 
     def __init__(self, *args: str, slow_decode_s: float = 0.0) -> None:
         self.args = args
+        self.api_key = args[args.index("--api-key") + 1] if "--api-key" in args else None
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if slow_decode_s:
             self.env.update(PYTHONPATH=str(SLOW_DECODE), AGENTIC_TEST_DECODE_DELAY_S=str(slow_decode_s))
@@ -97,7 +98,9 @@ class Server:
         return False
 
     def health(self) -> dict[str, Any]:
-        return http("GET", f"{self.url}/health")[2]
+        """/health as a client holding the key sees it (with the models and their queues)."""
+        key = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return http("GET", f"{self.url}/health", headers=key)[2]
 
     def wait_for(self, predicate, timeout: float = 60) -> dict[str, Any]:  # noqa: ANN001
         """Poll /health until `predicate(model_status)` holds for the first model (bounded)."""

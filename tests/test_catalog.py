@@ -16,7 +16,15 @@ from agentic_onnx.core.errors import (
     NotInstalledError,
     UsageError,
 )
-from agentic_onnx.core.recommend import GIB, MachineFacts, choose_variant, fit, recommend
+from agentic_onnx.core.recommend import (
+    GIB,
+    MachineFacts,
+    choose_variant,
+    download_summary,
+    fit,
+    recommend,
+)
+from agentic_onnx.core.speed_estimate import SpeedFacts
 from agentic_onnx.core.resolve import download_source, resolve
 
 from .conftest import MODELS, models_table_column, run_cli
@@ -28,6 +36,14 @@ CPU_ONLY_32G = MachineFacts(32 * GIB, (), ("cpu",))
 CUDA_24G = MachineFacts(32 * GIB, (24 * GIB,), ("cuda", "cpu"))
 GPU_WITHOUT_CUDA_BUILD = MachineFacts(32 * GIB, (24 * GIB,), ("cpu",))
 TINY_GPU = MachineFacts(32 * GIB, (2 * GIB,), ("cuda", "cpu"))
+
+# Simulated machines with speed facts (read bandwidth GB/s, engine threads, SIMD, GPU GB/s).
+AVX512 = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+TWO_CORES_24G = MachineFacts(24 * GIB, (), ("cpu",), SpeedFacts(40.0, 2, AVX512))
+SIXTEEN_CORES_64G = MachineFacts(64 * GIB, (), ("cpu",), SpeedFacts(90.0, 16, AVX512))
+SIXTEEN_CORES_64G_SLOW_RAM = MachineFacts(64 * GIB, (), ("cpu",), SpeedFacts(40.0, 16, AVX512))
+GPU_24G = MachineFacts(64 * GIB, (24 * GIB,), ("cuda", "cpu"), SpeedFacts(40.0, 8, AVX512, 1008.0))
+SLOW_LAPTOP = MachineFacts(16 * GIB, (), ("cpu",), SpeedFacts(8.0, 2, ("avx", "avx2")))
 
 
 def catalog_json(**changes: object) -> dict:
@@ -101,6 +117,59 @@ def test_recommendation_follows_the_seed_rule(facts, expected):
     choice = recommend(load_catalog(), facts, installed=set())
     assert choice.model_id == expected
     assert not choice.installed
+
+
+def test_two_cores_get_the_mini_model_not_the_medium_one_that_would_crawl():
+    choice = recommend(load_catalog(), TWO_CORES_24G, installed=set())
+    assert choice.model_id == "phi-3-mini-4k-cpu"
+    assert choice.estimate.tokens_per_s == pytest.approx(11, abs=0.5)
+    assert choice.reason == ("no usable CUDA GPU; ~11 tok/s estimated (phi-3-medium-128k-cpu "
+                             "fits but would decode ~3.2 tok/s, under the usable 5 tok/s)")
+
+
+def test_sixteen_cores_with_fast_memory_get_the_medium_model():
+    choice = recommend(load_catalog(), SIXTEEN_CORES_64G, installed=set())
+    assert choice.model_id == "phi-3-medium-128k-cpu"
+    assert choice.estimate.tokens_per_s >= 5 and choice.estimate.bound == "memory bandwidth"
+    assert "64 GiB RAM holds the larger model; ~9.0 tok/s estimated" in choice.reason
+    # the same cores with half the bandwidth: medium would decode ~4 tok/s, so mini it is
+    slow_ram = recommend(load_catalog(), SIXTEEN_CORES_64G_SLOW_RAM, set())
+    assert slow_ram.model_id == "phi-3-mini-4k-cpu"
+
+
+def test_a_24_gib_gpu_with_cuda_gets_the_gpu_variant():
+    choice = recommend(load_catalog(), GPU_24G, installed=set())
+    assert choice.model_id == "phi-3-mini-4k-gpu"
+    assert choice.estimate.tokens_per_s > 100
+    assert choice.reason.startswith("a CUDA GPU with 24 GiB is usable; ~")
+
+
+def test_when_nothing_is_usable_the_fastest_is_recommended_and_the_reason_says_so():
+    choice = recommend(load_catalog(), SLOW_LAPTOP, installed=set())
+    assert choice.model_id == "phi-3-mini-4k-cpu" and not choice.estimate.usable
+    assert choice.reason.startswith("no recommended model reaches the usable 5 tok/s here")
+
+
+def test_installed_models_are_preferred_only_when_usable():
+    catalog = load_catalog()
+    slow = recommend(catalog, TWO_CORES_24G, installed={"phi-3-medium-128k-cpu"})
+    assert (slow.model_id, slow.installed) == ("phi-3-mini-4k-cpu", False)
+    usable = recommend(catalog, TWO_CORES_24G, installed={"phi-4-mini-cpu"})  # ~6 tok/s here
+    assert (usable.model_id, usable.installed) == ("phi-4-mini-cpu", True)
+    assert usable.estimate.usable
+    assert "phi-3-mini-4k-cpu would suit this machine better" in usable.reason
+    other = recommend(catalog, TWO_CORES_24G, installed={"llama-3.2-3b-cpu"})  # ~8 tok/s here
+    assert (other.model_id, other.installed) == ("llama-3.2-3b-cpu", True)
+
+
+def test_the_download_offer_states_size_disk_after_and_speed():
+    catalog = load_catalog()
+    mini, medium = catalog.get("phi-3-mini-4k-cpu"), catalog.get("phi-3-medium-128k-cpu")
+    assert download_summary(mini, TWO_CORES_24G, 50_000_000_000) == \
+        "2.7 GB; 47.3 GB free after; ~11 tok/s here"
+    assert download_summary(medium, TWO_CORES_24G, None) == \
+        "9.4 GB; ~3.2 tok/s here (slow: under 5)"
+    assert download_summary(mini, CPU_ONLY_8G, 1_000_000_000) == "2.7 GB; 0 B free after"
 
 
 def test_recommendation_prefers_an_installed_model_and_says_what_would_be_better():
@@ -228,7 +297,17 @@ def test_onnx_info_reports_the_recommendation():
     report["memory"]["total_bytes"] = 32 * GIB
     assert model_recommendation(report) == {
         "model_id": "phi-3-mini-4k-gpu", "installed": False,
-        "reason": "a CUDA GPU with 24 GiB is usable"}
+        "reason": "a CUDA GPU with 24 GiB is usable", "estimated_tokens_per_s": None,
+        "estimate_bound": None}
+    report["speed"] = {"read_bandwidth_gbps": 40.0, "threads": 2, "simd": list(AVX512)}
+    report["gpus"] = [{"memory_total_bytes": 24 * GIB, "name": "NVIDIA GeForce RTX 4090",
+                       "memory_bandwidth_bytes_per_s": None}]
+    with_speed = model_recommendation(report)
+    assert with_speed["model_id"] == "phi-3-mini-4k-gpu"
+    assert with_speed["estimate_bound"] == "GPU memory bandwidth"
+    assert with_speed["estimated_tokens_per_s"] == pytest.approx(235, abs=5)  # 1008 GB/s by name
+    report["gpus"], report["execution_providers"]["available"] = [], ["cpu"]
+    assert model_recommendation(report)["model_id"] == "phi-3-mini-4k-cpu"  # 2 cores: not medium
     shown = run_cli("onnx", "info", "--json")
     assert shown.returncode == 0, shown.stderr
     assert load_catalog().get(json.loads(shown.stdout)["recommendation"]["model_id"]) is not None

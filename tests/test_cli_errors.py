@@ -84,9 +84,9 @@ def test_unavailable_execution_provider_is_an_error_not_a_silent_cpu_run(ep):
     assert_clean_failure(result, ExitCode.EXECUTION_PROVIDER_UNAVAILABLE, "not available")
 
 
-def test_unknown_execution_provider():
-    result = run_cli("run", "-m", PHI3, "-t", "hi", "-e", "tpu")
-    assert_clean_failure(result, ExitCode.EXECUTION_PROVIDER_UNAVAILABLE, "tpu")
+def test_unknown_execution_provider_is_a_usage_error():
+    result = run_cli("run", "-m", PHI3, "-t", "hi", "-e", "tpu")  # a typo, not a missing install
+    assert_clean_failure(result, ExitCode.USAGE_ERROR, "tpu")
 
 
 def test_prompt_too_long_for_the_context():

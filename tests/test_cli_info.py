@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import psutil
+import pytest
 
 from agentic_onnx.core.genai_build import swap_command
 from agentic_onnx.core.system_report import genai_build_advice, hardware_target
@@ -64,3 +66,58 @@ def test_hardware_target_prefers_cuda_only_with_a_gpu():
     assert hardware_target(["cuda", "cpu"], has_nvidia_gpu=True) == "cuda"
     assert hardware_target(["cuda", "cpu"], has_nvidia_gpu=False) == "cpu"
     assert hardware_target(["webgpu", "cpu"], has_nvidia_gpu=False) == "cpu"
+
+
+# -- the read bandwidth, cached, and the speed estimates it drives -------------------------------
+
+AVX512 = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"]
+
+
+def write_hardware_cache(read_gbps: float, simd: list[str] = AVX512) -> None:
+    """A cache as if this machine had measured `read_gbps` with 2 threads and these SIMD flags:
+    the CLI then estimates from these numbers instead of probing."""
+    from agentic_onnx.core.bandwidth import CACHE_SCHEMA, cache_path, cpu_fingerprint
+
+    cache_path().parent.mkdir(parents=True, exist_ok=True)
+    cache_path().write_text(json.dumps({
+        "schema": CACHE_SCHEMA, "fingerprint": cpu_fingerprint(), "brand": "Test CPU",
+        "simd": simd, "threads": 2, "read_bandwidth_gbps": read_gbps,
+        "measured_at": "2026-01-01T00:00:00+00:00", "probe_s": 0.3}), encoding="utf-8")
+
+
+def test_info_reuses_the_cached_bandwidth_and_refresh_measures_again():
+    from agentic_onnx.core.bandwidth import cache_path
+
+    write_hardware_cache(1234.5)
+    cached = json.loads(run_cli("onnx", "info", "--json").stdout)["speed"]
+    assert (cached["read_bandwidth_gbps"], cached["cached"]) == (1234.5, True)
+    assert cached["usable_tokens_per_s"] == 5.0 and cached["cache_file"] == str(cache_path())
+    fresh = run_cli("onnx", "info", "--refresh", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    speed = json.loads(fresh.stdout)["speed"]
+    assert speed["cached"] is False and 0 < speed["read_bandwidth_gbps"] != 1234.5
+    stored = json.loads(cache_path().read_text(encoding="utf-8"))
+    assert stored["read_bandwidth_gbps"] == speed["read_bandwidth_gbps"]
+    assert stored["simd"] == json.loads(fresh.stdout)["cpu"]["simd"]  # this machine's, re-probed
+
+
+def test_a_two_core_machine_is_offered_the_mini_model_with_its_speed():
+    """2 AVX-512 cores with 40 GB/s (the team's machine): mini at ~11 tok/s, not medium at ~3."""
+    write_hardware_cache(40.0)
+    info = run_cli("onnx", "info")
+    assert info.returncode == 0, info.stderr
+    assert "memory read   40.0 GB/s, 2 threads" in info.stdout
+    assert "~11 tok/s here, estimated (usable: 5 tok/s or more)" in info.stdout
+    recommendation = json.loads(run_cli("onnx", "info", "--json").stdout)["recommendation"]
+    assert recommendation["model_id"] == "phi-3-mini-4k-cpu"  # this test machine has no CUDA build
+    assert recommendation["estimated_tokens_per_s"] == pytest.approx(11, abs=0.5)
+    rows = {row["id"]: row for row in json.loads(run_cli("onnx", "models", "--json").stdout)}
+    assert rows["phi-3-mini-4k-cpu"]["recommended"]
+    assert rows["phi-3-medium-128k-cpu"]["estimated_tokens_per_s"] == pytest.approx(3.2, abs=0.1)
+    assert rows["phi-3-mini-4k-cpu"]["estimate_bound"] == "CPU compute"
+    assert rows["phi-3-mini-4k-gpu"]["estimated_tokens_per_s"] is None  # no usable CUDA here
+    assert rows["all-minilm-l6-v2"]["estimated_tokens_per_s"] is None  # not a chat model
+    table = run_cli("onnx", "models").stdout
+    assert re.search(r"^\* phi-3-mini-4k-cpu .* ~11 ", table, re.M), table
+    assert re.search(r"^  phi-3-medium-128k-cpu .* ~3\.2 ", table, re.M), table
+    assert "t/s: estimated decode tokens/s" in table

@@ -51,8 +51,10 @@ def test_json_output_has_the_documented_schema():
     assert data["finish_reason"] == "length"
     assert data["usage"] == {"prompt_tokens": len(CASE["prompt_ids"]),
                              "completion_tokens": len(CASE["generated_ids"])}
-    assert set(data["timings"]) == {"load_s", "ttft_ms", "decode_tokens_per_s", "total_s"}
+    assert set(data["timings"]) == {"load_s", "ttft_ms", "first_token_ms", "decode_tokens_per_s",
+                                    "total_s"}
     assert data["timings"]["ttft_ms"] > 0 and data["timings"]["decode_tokens_per_s"] > 0
+    assert 0 < data["timings"]["first_token_ms"] <= data["timings"]["ttft_ms"]
     assert data["timings"]["total_s"] * 1000 >= data["timings"]["ttft_ms"]
     assert data["cost_usd"] == 0.0
 

@@ -40,5 +40,7 @@ def test_run_on_a_pseudo_terminal_renders_and_exits_zero():
     assert "\x1b[" in screen  # it is rendered for a terminal, not plain text
     shown = final_screen(screen, columns=100)
     assert "tokens/s" not in shown  # the live status line is gone at the end
+    assert "Loading tiny-phi3-fp32 (" in screen and "CPU)" in screen  # the loading indicator...
+    assert "Loading" not in shown  # ...wiped once the model is loaded
     expected_alnum = "".join(c for c in EXPECTED_TEXT if c.isalnum())
     assert expected_alnum in "".join(c for c in shown if c.isalnum())  # the answer, once

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -183,20 +185,34 @@ def test_ctrl_c_exits_130_and_a_rerun_resumes(hub: FakeHub):
 
 
 def test_two_downloads_of_one_model_at_once(hub: FakeHub):
-    hub.throttle[DATA_FILE] = 0.02
+    """A barrier, not a time window: the hub holds the data file after its first chunk until
+    the second download has said that it waits for the first."""
+    release = hub.hold[DATA_FILE] = threading.Event()
     command = [*console_script(), "onnx", "download", MODEL_ID]
     first = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
+    second = None
     try:
-        wait_for(lambda: hub.bytes_sent.get(DATA_FILE, 0) > 0)
-        second = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, timeout=60)
+        wait_for(lambda: hub.bytes_sent.get(DATA_FILE, 0) > 0)  # the first is mid-transfer
+        second = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        said = []
+        for line in second.stderr:  # type: ignore[union-attr]  # ends if the second exits
+            said.append(line)
+            if "waiting for it to finish" in line:
+                break
+        waiting = next((line for line in said if "waiting for it to finish" in line), None)
+        release.set()
+        _, second_rest = second.communicate(timeout=60)
         _, first_err = first.communicate(timeout=60)
     finally:
+        release.set()
         first.kill()
+        if second is not None:
+            second.kill()
     assert first.returncode == 0, first_err
-    assert second.returncode == 0, second.stderr
-    assert "waiting for it to finish" in second.stderr and "already installed" in second.stderr
+    assert second.returncode == 0, "".join(said) + second_rest
+    assert waiting is not None and "already installed" in "".join(said) + second_rest
     assert hub.bytes_sent[DATA_FILE] == DATA_SIZE  # fetched once, by the first
     assert_installed_like_the_fixture()
 
@@ -268,7 +284,7 @@ def test_on_a_terminal_run_offers_the_download(hub: FakeHub):
                 except OSError:  # the child closed the terminal
                     break
                 seen += chunk
-            if not answered and b"Download it now? [y/N]" in seen:
+            if not answered and b"Download it now (" in seen and b"[y/N]" in seen:
                 os.write(master, b"y\n")
                 answered = True
             if process.poll() is not None and not ready:
@@ -279,6 +295,8 @@ def test_on_a_terminal_run_offers_the_download(hub: FakeHub):
         os.close(master)
     assert answered, seen.decode(errors="replace")
     assert process.returncode == 0, seen.decode(errors="replace")
+    assert re.search(rb"Download it now \(2\.7 GB; [\d.]+ [kMGT]?B free after; ~[\d.]+ tok/s here",
+                     seen), seen.decode(errors="replace")  # size, disk after, speed (catalog figures)
     assert b"Installed phi-3-mini-4k-cpu" in seen
     assert installed()[0]["id"] == MODEL_ID
 
@@ -299,3 +317,23 @@ def test_a_custom_hub_model_downloads_runs_and_is_removed(hub: FakeHub):
     assert run_cli("onnx", "remove", "my-phi").returncode == 0
     assert installed() == []
     assert run_cli("onnx", "download", "my-phi").returncode == ExitCode.MODEL_NOT_FOUND  # unregistered
+
+
+# -- a failing HEAD is retried like the GET it precedes -------------------------------------------
+
+
+def test_a_failing_head_is_retried(hub: FakeHub):
+    hub.head_failures[DATA_FILE] = [500, 0]  # a 500, then a connection dropped without an answer
+    result = run_cli("onnx", "download", MODEL_ID)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(hub.file_heads(DATA_FILE)) == 3
+    assert_installed_like_the_fixture()
+
+
+def test_a_head_that_keeps_failing_gives_up_after_bounded_retries(hub: FakeHub):
+    hub.head_failures[DATA_FILE] = [502] * 10
+    result = run_cli("onnx", "download", MODEL_ID)
+    error_line(result, ExitCode.PROVIDER_ERROR, "502", "Run the same command again")
+    assert len(hub.file_heads(DATA_FILE)) == 3  # MAX_FAILURES_WITHOUT_PROGRESS, then the error
+    assert installed() == []

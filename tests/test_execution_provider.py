@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from agentic_onnx.core.errors import ExecutionProviderUnavailableError, ExitCode
+from agentic_onnx.core.errors import ExecutionProviderUnavailableError, ExitCode, UsageError
 from agentic_onnx.core.execution_provider import choose_execution_provider
 from agentic_onnx.core.model_folder import ModelFolder
 
@@ -49,6 +49,7 @@ def test_explicit_ep_on_another_variant_warns_but_runs():
     assert choice.provider == "cpu" and choice.warning
 
 
-def test_unknown_ep_name_is_rejected():
-    with pytest.raises(ExecutionProviderUnavailableError):
+def test_unknown_ep_name_is_a_usage_error():
+    with pytest.raises(UsageError) as raised:  # a typo (exit 2), not a missing install (exit 5)
         choose_execution_provider("tpu", variant(), ["cpu"])
+    assert raised.value.exit_code == ExitCode.USAGE_ERROR

@@ -80,3 +80,37 @@ def test_a_block_taller_than_the_terminal_is_drawn_from_its_last_screenful():
         view.add(code[-4:])
     shown = out.getvalue()
     assert "line_0 = 0" in shown and "line_59 = 59" in shown  # the final print is whole
+
+
+def test_a_slow_first_render_does_not_freeze_the_live_view():
+    """The first code block imports the highlighter (a one-off cost of tens of ms, seconds on a
+    busy machine); the pause after it stays bounded, so text and status keep moving."""
+    import io
+
+    from rich.console import Console
+
+    from agentic_onnx.cli.render import LiveMarkdownStream
+
+    clock = {"now": 0.0}
+    refreshes: list[float] = []
+
+    class Paced(LiveMarkdownStream):
+        @staticmethod
+        def clock() -> float:
+            return clock["now"]
+
+        def _live_view(self, now: float):  # noqa: ANN202 - each redraw: a fake cost on the clock
+            refreshes.append(now)
+            clock["now"] += 3.0 if len(refreshes) == 1 else 0.001  # the one-off cost first
+            return super()._live_view(now)
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=60, height=20)
+    with Paced(show_status=True, console=console) as view:
+        for _ in range(200):
+            view.add("x ")
+            clock["now"] += 0.01  # one token every 10 ms
+    gaps = [later - earlier for earlier, later in zip(refreshes[1:], refreshes[2:])]
+    assert refreshes and max(gaps) <= LiveMarkdownStream.MAX_INTERVAL_S + 0.011
+    assert LiveMarkdownStream.pause(3.0) == LiveMarkdownStream.MAX_INTERVAL_S
+    assert LiveMarkdownStream.pause(0.0001) == LiveMarkdownStream.MIN_INTERVAL_S
+    assert abs(LiveMarkdownStream.pause(0.003) - 0.2) < 1e-9  # 1.5% of the time rendering

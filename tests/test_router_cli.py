@@ -99,7 +99,7 @@ def test_redact_masks_registered_keys_and_key_shapes():
 
 
 def test_help_imports_no_http_client_or_router():
-    code = ("import sys\nfrom agentic_onnx.cli.app import main\nsys.argv = ['agentic-onnx', "
+    code = ("import sys\nfrom agentic_onnx.cli.main import main\nsys.argv = ['agentic-onnx', "
             "'--help']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
             "loaded = [m for m in ('httpx2', 'httpx', 'sqlite3', 'agentic_onnx.router.config', "
             "'agentic_onnx.router.execute') if m in sys.modules]\n"

@@ -1,4 +1,5 @@
-"""The router config: lookup order, ${VAR} substitution, validation errors, defaults, commands."""
+"""The router config: lookup order, ${VAR} substitution, validation errors, defaults, commands,
+hostile files, and `config show` masking every secret-bearing value."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import json
 import pytest
 
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.router.config import find_config, load_config, parse_config, redacted
+from agentic_onnx.router.config import load_config, parse_config
+from agentic_onnx.router.config_lookup import find_config
+from agentic_onnx.router.config_view import redacted
 from agentic_onnx.router.errors import ConfigError
+from agentic_onnx.router.usage import usage_db_path
 
 from .conftest import run_cli
+from .fake_cloud import FakeOpenAI, status
 from .router_support import ANTHROPIC_KEY, write_config
 
 SEED_HYBRID = {
@@ -55,8 +60,8 @@ def test_lookup_order(tmp_path, monkeypatch, hermetic_env):
     assert find_config() is None
     home_file = write_config(hermetic_env, {}, "config.json")
     assert find_config() == home_file
-    local_file = write_config(work, {}, "agentic-flow.json")
-    assert find_config() == local_file
+    write_config(work, {}, "agentic-flow.json")
+    assert find_config() == home_file  # a project file is layered on top, never instead
     env_file = write_config(tmp_path, {}, "env.json")
     monkeypatch.setenv("AGENTIC_FLOW_CONFIG", str(env_file))
     assert find_config() == env_file
@@ -177,3 +182,76 @@ def test_config_commands(tmp_path, monkeypatch):
     assert invalid.returncode == ExitCode.USAGE_ERROR
     assert str(bad) in invalid.stderr and "routing.mode" in invalid.stderr
     assert "Traceback" not in invalid.stderr
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b'{"version": "caf\xe9"}', "not UTF-8 text (byte 0xe9 at offset 16)"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"providers": {"onnx": {"cudaOptions": ' + b"[" * 200 + b"]" * 200 + b"}}}",
+     "nested more than 64 levels deep"),
+    (b'{"retry": {"baseDelayMs": ' + b"9" * 5000 + b"}}", "too many digits"),
+    (b'{"retry": {"baseDelayMs": ' + b"9" * 4000 + b"}}", "retry.baseDelayMs"),
+    (b'{"providers": {"x": {"type": "openai", "baseUrl": "http://127.0.0.1/v1", '
+     b'"prices": {"m": {"input": 1e999, "output": 1}}}}}', "finite number"),
+    (b'{"retry": {"baseDelayMs": NaN}}', "NaN is not a number"),
+], ids=["latin-1", "nested-100000", "nested-200", "5000-digits", "4000-digits", "1e999", "NaN"])
+def test_hostile_config_files_exit_2_with_one_line(tmp_path, content, expected):
+    config = tmp_path / "hostile.json"
+    config.write_bytes(content)
+    result = run_cli("config", "validate", str(config))
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert str(config) in line and expected in line and len(line) < 400
+
+
+def test_config_show_masks_every_secret_bearing_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("PROXY_PASSWORD", "proxy-pass-from-env-42")
+    monkeypatch.setenv("TEAM_HEADER_TOKEN", "team-header-token-777")
+    config = write_config(tmp_path, {"providers": {
+        "anthropic": {"apiKey": "${ANTHROPIC_API_KEY}",
+                      "headers": {"x-team": "${TEAM_HEADER_TOKEN}",
+                                  "x-literal": "literal-header-secret-1"}},
+        "openrouter": {"apiKey": "sk-or-literal-in-file-123456"},
+        "proxy": {"type": "openai", "apiKey": "plain-literal-key-9876",
+                  "baseUrls": ["https://alice:${PROXY_PASSWORD}@proxy.example/v1",
+                               "https://proxy.example/v1?api_key=query-secret-555&region=eu"]}}})
+    secrets = ["proxy-pass-from-env-42", "team-header-token-777", "literal-header-secret-1",
+               "sk-or-literal-in-file-123456", "plain-literal-key-9876", "query-secret-555",
+               ANTHROPIC_KEY, "alice"]
+    for extra in ([], ["--json"]):
+        result = run_cli("config", "show", "--config", str(config), *extra)
+        assert result.returncode == 0, result.stderr
+        leaked = [secret for secret in secrets if secret in result.stdout + result.stderr]
+        assert leaked == []
+    shown = json.loads(result.stdout)["config"]["providers"]
+    assert shown["anthropic"]["apiKey"] == "${ANTHROPIC_API_KEY}"
+    assert shown["anthropic"]["headers"] == {"x-team": "***", "x-literal": "***"}
+    assert shown["openrouter"]["apiKey"] == "***" and shown["proxy"]["apiKey"] == "***"
+    assert shown["proxy"]["baseUrls"] == ["https://***@proxy.example/v1",
+                                          "https://proxy.example/v1?api_key=***&region=***"]
+
+
+def test_a_partial_key_echo_is_masked_on_stderr_and_in_the_usage_log(tmp_path):
+    """A server quoting part of the key (truncated, not `sk-` shaped) is caught by the 8-run
+    rule, not by the key-shape pattern."""
+    key = "corp-token-0123456789abcdef"
+    echo = key[5:19] + "..."  # "token-01234567..."
+    fake = FakeOpenAI().start()
+    try:
+        fake.default = status(401, body={"error": {"message": f"invalid key {echo}",
+                                                   "code": 401}})
+        config = write_config(tmp_path, {"defaultProvider": "corp", "providers": {
+            "corp": {"type": "openai", "baseUrl": fake.base_url, "apiKey": "${CORP_KEY}"}}})
+        result = run_cli("--config", str(config), "--provider", "corp", "--task", "Hi",
+                         env={"CORP_KEY": key})
+    finally:
+        fake.stop()
+    assert fake.count == 1 and result.returncode == ExitCode.PROVIDER_ERROR
+    assert "HTTP 401: invalid key ***..." in result.stderr
+    database = usage_db_path().read_bytes()
+    assert b"invalid key ***..." in database
+    for start in range(len(key) - 7):
+        assert key[start:start + 8] not in result.stdout + result.stderr
+        assert key[start:start + 8].encode() not in database

@@ -189,3 +189,54 @@ def test_explicit_provider_has_no_fallback(config, anthropic_fake, openrouter_fa
     with pytest.raises(Exception, match="HTTP 500"):
         route(config, provider="anthropic")
     assert openrouter_fake.count == 0 and anthropic_fake.count == 3
+
+
+# -- a Retry-After the router cannot use is no Retry-After -------------------------------------
+
+UNUSABLE_RETRY_AFTER = ["soon", "garbage!", "-5", "nan", "1e999", "99999999999",
+                        "Wed, 21 Oct 2015 07:28:00 GMT",  # an HTTP date in the past
+                        "Fri, 31 Dec 99999 23:59:59 GMT"]  # a year Python cannot hold
+
+
+@pytest.mark.parametrize("value", UNUSABLE_RETRY_AFTER)
+def test_an_unusable_retry_after_means_backoff_then_the_next_provider(config, anthropic_fake,
+                                                                     openrouter_fake, value):
+    anthropic_fake.default = status(429, retry_after=value)
+    slept: list[float] = []
+    routed = route(config, sleep=slept.append)
+    assert anthropic_fake.count == 3  # retried with our own backoff, as without a header
+    assert 0.001 <= slept[0] <= 0.0015 and 0.002 <= slept[1] <= 0.003
+    assert outcomes(routed) == [("anthropic", "failed", 3), ("openrouter", "ok", 1)]
+
+
+def test_an_http_date_retry_after_is_honoured():
+    from email.utils import formatdate
+
+    from agentic_onnx.router.providers.http import retry_after_seconds
+
+    soon = retry_after_seconds({"retry-after": formatdate(time.time() + 20, usegmt=True)})
+    assert soon is not None and 15 < soon <= 20
+    assert retry_after_seconds({"retry-after-ms": "soon", "retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+
+
+def test_retry_after_soon_through_the_console_script(tmp_path, anthropic_fake, openrouter_fake):
+    from agentic_onnx.core.errors import ExitCode
+
+    from .conftest import run_cli
+    from .router_support import ANTHROPIC_KEY, OPENROUTER_KEY
+
+    keys = {"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "OPENROUTER_API_KEY": OPENROUTER_KEY}
+    data = hybrid_config(anthropic_fake, openrouter_fake, fallbackChain=["anthropic", "openrouter"])
+    config = str(write_config(tmp_path, data))
+    anthropic_fake.default = status(429, retry_after="soon")
+    result = run_cli("run", "--config", config, "--task", "Hi", env=keys)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Hello from the cloud." and "Traceback" not in result.stderr
+    assert (anthropic_fake.count, openrouter_fake.count) == (3, 1)
+
+    openrouter_fake.default = status(429, retry_after="soon")
+    result = run_cli("run", "--config", config, "--task", "Hi", env=keys)
+    assert result.returncode == ExitCode.PROVIDER_ERROR, result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()][-1].startswith("Error: ")

@@ -171,7 +171,8 @@ def test_truncated_stream_is_an_error_not_a_short_answer(openai_fake):
 def test_retry_after_header_forms():
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    # A date in the past tells nothing useful: treated as absent, so our own backoff applies.
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
     assert retry_after_seconds({}) is None
 
 

@@ -162,3 +162,61 @@ def test_router_benchmark_command_json(config):
     data = json.loads(result.stdout)
     assert [r["provider"] for r in data["results"]] == ["anthropic", "openrouter"]
     assert all(r["success_rate"] == 1.0 for r in data["results"])
+
+
+# -- a usage.db that cannot be used ------------------------------------------------------------
+
+
+def _damage(how: str) -> None:
+    path = usage_log.usage_db_path()
+    if how == "directory":
+        path.mkdir(parents=True)
+        return
+    if how == "garbage":
+        path.write_bytes(b"\x00not a database\xff" * 300)
+        return
+    usage_log.log_request(usage_log.UsageRecord("run", "onnx", "m", None, False, True, 1, 1, 0.0,
+                                                1.0, 1.0, "ok", prompt="x" * 5000))
+    path.write_bytes(path.read_bytes()[:6000])  # truncated: a crash, a full disk, a bad copy
+
+
+DAMAGE = ["garbage", "truncated", "directory"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_usage_with_a_broken_log_is_one_line(how):
+    from .conftest import run_cli
+
+    _damage(how)
+    result = run_cli("usage")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: Could not use the usage log")
+    assert str(usage_log.usage_db_path()) in line and "move it aside" in line
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_run_keeps_working_with_a_broken_log(how):
+    from .conftest import run_cli
+
+    _damage(how)
+    result = run_cli("run", "--model", str(TINY), "--task", "hi", "--max-tokens", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "usage log" in line]
+    assert len(warnings) == 1 and str(usage_log.usage_db_path()) in warnings[0]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_performance_mode_treats_a_broken_log_as_no_history(tmp_path, anthropic_fake,
+                                                            openrouter_fake, cloud_keys, how):
+    _damage(how)
+    data = hybrid_config(anthropic_fake, openrouter_fake,
+                         routing={"mode": "performance-optimized", "rules": []})
+    notices: list[str] = []
+    routed = route(write_config(tmp_path, data), notices=notices)
+    assert routed.response.text
+    about_history = [n for n in notices if "no latency history" in n]
+    assert len(about_history) == 1 and "\n" not in about_history[0]
+    assert str(usage_log.usage_db_path()) in about_history[0]

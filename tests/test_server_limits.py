@@ -42,9 +42,9 @@ def idle(status: dict) -> bool:
 def test_a_wrong_or_missing_key_is_a_401_in_each_dialect(slow_server):
     with pytest.raises(openai.AuthenticationError):
         openai_client(slow_server, "wrong").chat.completions.create(
-            model="m", messages=HELLO, max_tokens=1)
+            model="tiny-phi3-fp32", messages=HELLO, max_tokens=1)
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        anthropic_client(slow_server, "wrong").messages.create(model="m", max_tokens=1, messages=HELLO)
+        anthropic_client(slow_server, "wrong").messages.create(model="tiny-phi3-fp32", max_tokens=1, messages=HELLO)
     assert caught.value.body["error"]["type"] == "authentication_error"
     status, _, body = http("POST", f"{slow_server.url}/v1/chat/completions",
                            {"messages": HELLO})
@@ -54,20 +54,20 @@ def test_a_wrong_or_missing_key_is_a_401_in_each_dialect(slow_server):
 
 
 def test_the_right_key_works_as_a_bearer_token_and_as_x_api_key(slow_server):
-    answer = openai_client(slow_server).chat.completions.create(model="m", messages=HELLO, max_tokens=2)
+    answer = openai_client(slow_server).chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=2)
     assert answer.usage.completion_tokens == 2
-    message = anthropic_client(slow_server).messages.create(model="m", max_tokens=2, messages=HELLO)
+    message = anthropic_client(slow_server).messages.create(model="tiny-phi3-fp32", max_tokens=2, messages=HELLO)
     assert message.usage.output_tokens == 2  # the Anthropic client sends x-api-key
 
 
 def test_a_full_queue_answers_503_with_retry_after(slow_server):
     client = openai_client(slow_server)
     slow_server.wait_for(idle)
-    running = client.chat.completions.create(model="m", messages=HELLO, max_tokens=400, stream=True)
+    running = client.chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=400, stream=True)
     chunks = iter(running)
     next(chunks)  # the first request holds the model
     with ThreadPoolExecutor(max_workers=1) as pool:
-        waiting = pool.submit(client.chat.completions.create, model="m", messages=HELLO, max_tokens=3)
+        waiting = pool.submit(client.chat.completions.create, model="tiny-phi3-fp32", messages=HELLO, max_tokens=3)
         slow_server.wait_for(lambda s: s["running"] == 1 and s["waiting"] == 1)
         status, headers, body = http("POST", f"{slow_server.url}/v1/chat/completions",
                                      {"messages": HELLO, "max_tokens": 3},
@@ -76,7 +76,7 @@ def test_a_full_queue_answers_503_with_retry_after(slow_server):
         assert int(headers["retry-after"]) >= 1
         assert body["error"]["type"] == "server_error"
         with pytest.raises(anthropic.APIStatusError) as caught:
-            anthropic_client(slow_server).messages.create(model="m", max_tokens=3, messages=HELLO)
+            anthropic_client(slow_server).messages.create(model="tiny-phi3-fp32", max_tokens=3, messages=HELLO)
         assert caught.value.status_code == 503
         running.close()  # the first client leaves: the waiting one gets the model
         assert waiting.result(timeout=60).usage.completion_tokens == 3
@@ -86,23 +86,23 @@ def test_a_full_queue_answers_503_with_retry_after(slow_server):
 def test_a_client_that_disconnects_frees_its_slot(slow_server):
     client = openai_client(slow_server)
     before = slow_server.wait_for(idle)["cancelled"]
-    stream = client.chat.completions.create(model="m", messages=HELLO, max_tokens=400, stream=True)
+    stream = client.chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=400, stream=True)
     next(iter(stream))
     stream.close()
     after = slow_server.wait_for(idle)  # long before 400 tokens at 50 ms each could be done
     assert after["cancelled"] == before + 1
-    answer = client.chat.completions.create(model="m", messages=HELLO, max_tokens=2)
+    answer = client.chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=2)
     assert answer.choices[0].finish_reason == "length"
 
 
 def test_a_client_that_leaves_while_waiting_frees_its_place_in_the_queue(slow_server):
     client = openai_client(slow_server)
     before = slow_server.wait_for(idle)["cancelled"]
-    running = client.chat.completions.create(model="m", messages=HELLO, max_tokens=400, stream=True)
+    running = client.chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=400, stream=True)
     next(iter(running))
     short = slow_server.openai_client(KEY, timeout=1.5)
     with pytest.raises(openai.APITimeoutError):  # it waits behind the first, then gives up
-        short.chat.completions.create(model="m", messages=HELLO, max_tokens=3)
+        short.chat.completions.create(model="tiny-phi3-fp32", messages=HELLO, max_tokens=3)
     status = slow_server.wait_for(lambda s: s["waiting"] == 0)
     assert status["running"] == 1 and status["cancelled"] == before + 1
     running.close()
@@ -161,9 +161,10 @@ def test_listening_beyond_loopback_without_a_key_is_warned_about():
     assert "without --api-key" in result.stderr
 
 
-def test_bad_serve_options_are_usage_errors():
-    result = run_cli("serve", "--max-queue", "-1")
-    assert result.returncode == 2 and "--max-queue" in result.stderr
+@pytest.mark.parametrize("option", [["--max-queue", "-1"], ["--max-body-mb", "0"]])
+def test_bad_serve_options_are_usage_errors(option):
+    result = run_cli("serve", *option)
+    assert result.returncode == 2 and option[0] in result.stderr
 
 
 @pytest.mark.parametrize("args", [["serve", "--help"], ["chat", "--help"]])

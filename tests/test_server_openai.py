@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic
 import openai
 import pytest
 
@@ -87,10 +88,17 @@ def test_a_seed_makes_sampling_reproducible(client):
     assert len(texts) == 1
 
 
-def test_a_model_name_it_does_not_know_goes_to_the_first_model(client):
-    completion = client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "Hello"}], max_tokens=3)
-    assert completion.model == "tiny-phi3-fp32"
+def test_a_model_name_it_does_not_serve_is_the_apis_404_never_another_model(server, client):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hello"}], max_tokens=3)
+    error = raised.value.body
+    assert error["code"] == "model_not_found" and error["param"] == "model"
+    assert "gpt-4o" in error["message"] and "tiny-phi3-fp32" in error["message"]
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        server.anthropic_client().messages.create(
+            model="claude-sonnet-4-5", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.body["error"]["type"] == "not_found_error"
 
 
 def test_models_lists_every_served_model(client):
@@ -138,3 +146,19 @@ def test_the_log_never_holds_a_request_body(server, client):
     http("POST", f"{server.url}/v1/chat/completions", {"messages": secret})
     assert "POST /v1/chat/completions" in server.output  # the log is there ...
     assert secret not in server.output  # ... without the bodies
+
+
+def test_a_model_added_with_onnx_add_is_served_under_its_name():
+    from .conftest import run_cli
+
+    added = run_cli("onnx", "add", "my-tiny", "--path", str(MODELS / "tiny-phi3-fp32"))
+    assert added.returncode == 0, added.stderr
+    served = Server("--model", "my-tiny", "--threads", "1").start()
+    try:
+        client = served.openai_client()
+        assert [m.id for m in client.models.list()] == ["my-tiny"]
+        completion = client.chat.completions.create(
+            model="my-tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=3)
+        assert completion.model == "my-tiny" and completion.usage.completion_tokens == 3
+    finally:
+        served.stop()

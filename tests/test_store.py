@@ -139,14 +139,14 @@ def test_list_verify_remove_through_the_console_script():
 def test_remove_refuses_ids_that_escape():
     result = run_cli("onnx", "remove", "../../etc", "--yes")
     assert result.returncode == ExitCode.USAGE_ERROR
-    assert "Invalid model id" in result.stderr
+    assert "Invalid model name" in result.stderr
 
 
 def test_help_and_list_do_not_import_heavy_modules():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom agentic_onnx.cli.app import main\n"
+    code = ("import sys\nfrom agentic_onnx.cli.main import main\n"
             "for argv in (['x', 'onnx', '--help'], ['x', 'onnx', 'list']):\n"
             "    sys.argv = argv\n"
             "    try:\n        main()\n    except SystemExit:\n        pass\n"

@@ -233,9 +233,10 @@ def test_run_budget_too_small_exits_1_with_finish_length_and_no_json_on_stdout(m
 def test_run_budget_too_small_with_json_reports_length_and_the_error():
     result = run_cli("run", "-m", PHI3, "-t", "x", "--json-mode", "--max-tokens", "3", "--json")
     assert result.returncode == ExitCode.RUNTIME_ERROR
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)  # one object: the answer's fields and the error
     assert data["finish_reason"] == "length"
-    assert "finish_reason: length" in data["error"]
+    assert "finish_reason: length" in data["error"]["message"]
+    assert data["error"]["exit_code"] == ExitCode.RUNTIME_ERROR
 
 
 @pytest.mark.parametrize(("args", "needle"), [

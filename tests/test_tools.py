@@ -11,7 +11,7 @@ import pytest
 
 from agentic_onnx.core.engine import load_model
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.events import Finish, FirstToken, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.core.model_folder import open_model_folder
 from agentic_onnx.core.options import build_options
 from agentic_onnx.core.response import Response
@@ -115,8 +115,8 @@ def test_auto_gives_text_or_a_valid_call(model):
 def test_call_events_come_before_usage_and_finish():
     events = list(stream_with_tools(loaded("tiny-phi3-fp32"), USER, build_options(max_tokens=200),
                                     TOOLS, ToolChoice("named", "add")))
-    assert [type(e) for e in events] == [ToolCallDelta, Usage, Finish]
-    assert events[0].name == "add" and events[-1] == Finish("tool_calls")
+    assert [type(e) for e in events] == [FirstToken, ToolCallDelta, Usage, Finish]
+    assert events[1].name == "add" and events[-1] == Finish("tool_calls")
 
 
 # -- the prompt ----------------------------------------------------------------------------------
@@ -245,11 +245,19 @@ def test_reader_turns_a_split_call_into_one_delta():
     assert out[1:] == [Usage(5, 9), Finish("tool_calls")]
 
 
-def test_reader_gives_a_cut_call_back_as_text_with_length():
-    out = feed(TextDelta('<tool_call>\n{"name":"ad'), Usage(5, 4), Finish("length"))
-    assert out == [TextDelta('<tool_call>\n{"name":"ad'), Usage(5, 4), Finish("length")]
+@pytest.mark.parametrize("cut", ['<tool_call>\n{"name":"ad', "<tool_"])
+def test_reader_drops_a_cut_call_and_says_so_on_the_finish(cut):
+    out = feed(TextDelta(cut), Usage(5, 4), Finish("length"))
+    assert out == [Usage(5, 4), Finish("length", tool_call_cut=True)]  # no raw text
     with pytest.raises(StructuredOutputError, match="before the tool call was complete"):
-        check_reply('<tool_call>\n{"name":"ad', [], "length", TOOLS, ToolChoice())
+        check_reply("", [], "length", TOOLS, ToolChoice(), tool_call_cut=True)
+    with pytest.raises(StructuredOutputError, match="before the tool call was complete"):
+        check_reply(cut, [], "length", TOOLS, ToolChoice())  # a cloud reply's raw text
+
+
+def test_reader_keeps_plain_text_cut_by_the_budget():
+    out = feed(TextDelta("Hello th"), Usage(5, 4), Finish("length"))
+    assert out == [TextDelta("Hello th"), Usage(5, 4), Finish("length")]
 
 
 def test_reader_refuses_arguments_that_do_not_validate():
@@ -338,11 +346,26 @@ def test_run_tool_choice_none_has_no_tool_calls(tools_file):
     assert "tool_calls" not in data and not data["text"].startswith(MARKER)
 
 
-def test_run_call_cut_by_the_budget_exits_1(tools_file):
+@pytest.mark.parametrize("budget", ["3", "6"])
+def test_run_call_cut_by_the_budget_exits_1_and_prints_no_raw_call(tools_file, budget):
     result = run_cli("run", "-m", str(MODELS / "tiny-phi3-fp32"), "-t", "hi", "--tools",
-                     tools_file, "--tool-choice", "required", "--max-tokens", "6")
+                     tools_file, "--tool-choice", "required", "--max-tokens", budget)
     assert result.returncode == ExitCode.RUNTIME_ERROR
     assert "finish_reason: length" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""  # not even the start of `<tool_call>`
+
+
+def test_run_call_cut_by_the_budget_reports_a_sane_decode_rate(tools_file):
+    result = run_cli("run", "-m", str(MODELS / "tiny-phi3-fp32"), "-t", "hi", "--tools",
+                     tools_file, "--tool-choice", "required", "--max-tokens", "6", "--json")
+    data = json.loads(result.stdout)
+    timings = data["timings"]
+    assert data["text"] == "" and data["finish_reason"] == "length"
+    assert timings["ttft_ms"] is None and timings["first_token_ms"] > 0
+    # 5 tokens after the first, decoded within the request's own duration: the rate cannot
+    # exceed 5 tokens over the time from the first token to the end.
+    decode_window_s = timings["total_s"] - timings["first_token_ms"] / 1000
+    assert timings["decode_tokens_per_s"] == pytest.approx(5 / decode_window_s, rel=0.05)
 
 
 @pytest.mark.parametrize(("args", "needle"), [

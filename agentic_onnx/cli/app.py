@@ -1,4 +1,4 @@
-"""The root app: global options, the seed's root form, command groups, and the one error catch."""
+"""The root app: global options, the seed's root form and the command groups (`main.py` runs it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from agentic_onnx import __version__
 from agentic_onnx.cli.chat import chat_command
 from agentic_onnx.cli.config import config_app
+from agentic_onnx.cli.embed import embed_command
 from agentic_onnx.cli.onnx import onnx_app
 from agentic_onnx.cli.options import CliState
 from agentic_onnx.cli.router import router_app
@@ -32,6 +33,7 @@ app.add_typer(config_app, name="config")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
+app.command("embed")(embed_command)
 app.command("usage")(usage_command)
 
 
@@ -86,23 +88,3 @@ def _hidden_unless(name: str, annotation: object) -> object:
 
 app.callback(invoke_without_command=True, epilog="All of `run`'s options work here too: "
              "see `agentic-onnx run --help`.")(_with_run_options(root))
-
-
-def main() -> None:
-    """The console script: run the app; map our errors to one line and their exit code."""
-    from agentic_onnx.core.errors import AgenticError, ExitCode
-
-    CliState.debug = False
-    try:
-        app(prog_name="agentic-onnx")
-    except AgenticError as error:
-        from agentic_onnx.cli import render
-
-        if CliState.debug:
-            import traceback
-
-            traceback.print_exc()
-        render.error(error.one_line())
-        sys.exit(int(error.exit_code))
-    except KeyboardInterrupt:
-        sys.exit(int(ExitCode.INTERRUPTED))

@@ -32,19 +32,22 @@ def test_command(
     result = smoke_test(model, execution_provider, threads)
     for message in result.warnings:
         render.warning(message)
-    if json_output:
+    failure = None if result.ok else ModelTestFailedError(
+        f"{result.model} loaded but generated no text ({result.completion_tokens} token(s)).",
+        "The model files may be damaged or not an instruction-tuned model: download it again.")
+    if json_output and failure is not None:
+        failure.details.update(result.to_json())  # one JSON object: the result in the error
+    elif json_output:
         render.print_json(result.to_json())
     else:
         bench_view.render_smoke_test(result)
-    if not result.ok:
-        raise ModelTestFailedError(
-            f"{result.model} loaded but generated no text ({result.completion_tokens} token(s)).",
-            "The model files may be damaged or not an instruction-tuned model: download it again.")
+    if failure is not None:
+        raise failure
 
 
 def benchmark_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", help="Model to measure (repeatable): a path to an onnxruntime-genai model folder.")] = None,
-    execution_provider: Annotated[str, typer.Option("--execution-provider", "-e", metavar="EP[,EP]", help="Comma-separated EPs to measure each model on: auto | cpu | cuda | dml | webgpu.")] = "auto",
+    execution_provider: Annotated[str, typer.Option("--execution-provider", "-e", "--provider", metavar="EP[,EP]", help="Comma-separated EPs to measure each model on: auto | cpu | cuda | dml | webgpu. `--provider` is the seed's spelling of the same option.")] = "auto",
     prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", metavar="N[,N]", help="Prompt lengths in tokens, comma-separated.")] = "64",
     gen_tokens: Annotated[str, typer.Option("--gen-tokens", metavar="N[,N]", help="Tokens to generate, comma-separated (1 measures the prompt only).")] = "32",
     iterations: Annotated[int, typer.Option("--iterations", "-n", metavar="N", help="Measured iterations per test.")] = 5,
@@ -84,8 +87,14 @@ def benchmark_command(
     for run in report.runs:
         for message in run.warnings:
             bench_view.warning(f"{run.label}: {message}")
+    violation = report.violation_error()
+    if violation is not None and json_output and output is None:
+        # One JSON object on stdout: the report travels inside the error object.
+        violation.details.update(report.to_json())
+        raise violation
     bench_view.write_report(report, fmt, output)
-    report.raise_for_violations()
+    if violation is not None:
+        raise violation
 
 
 def _int_list(option: str, text: str) -> tuple[int, ...]:

@@ -59,6 +59,7 @@ def chat_command(
 ) -> None:
     """Chat with a local model; the KV cache is kept between turns (/help lists the commands)."""
     from agentic_onnx.cli import render
+    from agentic_onnx.cli.loading_view import shown_while_loading
     from agentic_onnx.cli.store_commands import resolve_for_run
     from agentic_onnx.core.conversation import Conversation
     from agentic_onnx.core.engine import load_model
@@ -66,7 +67,8 @@ def chat_command(
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
+    with shown_while_loading():
+        loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
     for message in loaded.warnings:
         render.warning(message)
     conversation = Conversation(loaded, system, on_notice=render.warning)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from agentic_onnx.cli.options import DebugOpt, JsonOpt
@@ -10,13 +12,17 @@ onnx_app = typer.Typer(help="Local ONNX models and this machine's hardware.", no
 
 
 @onnx_app.command("info")
-def info_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Show CPU, memory, GPUs, execution providers and installed packages."""
+def info_command(
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure the memory read bandwidth again (it is cached in AGENTIC_FLOW_HOME/hardware.json).")] = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show CPU, memory bandwidth, GPUs, execution providers, packages and the recommended model."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.info_view import render_info
     from agentic_onnx.core.system_report import system_report
 
-    report = system_report()
+    report = system_report(refresh=refresh)
     if json_output:
         render.print_json(report)
     else:

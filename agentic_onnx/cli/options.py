@@ -11,6 +11,12 @@ class CliState:
     """Process-wide flags set while parsing (read by `main` when it reports an error)."""
 
     debug: bool = False
+    json: bool = False  # `--json` was given: a failure also prints a JSON error object
+
+    @classmethod
+    def reset(cls, json: bool = False) -> None:
+        cls.debug = False
+        cls.json = json
 
 
 def _set_debug(value: bool) -> bool:
@@ -24,14 +30,36 @@ DebugOpt = Annotated[
     typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug, is_eager=True),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+def complete_model(incomplete: str) -> list[str]:
+    """Tab completion for --model: the names that start with what was typed (a path completes
+    as a path in the shell when nothing matches)."""
+    try:
+        from agentic_onnx.core.resolve import model_names
+
+        return [name for name in model_names() if name.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - a broken store must not break the shell
+        return []
+
+
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", metavar="MODEL", help="Model: a catalog id (see `onnx models`), a family alias, a name added with `onnx add`, or a path to an onnxruntime-genai model folder. Default: the recommended model for this machine."),
+    typer.Option("--model", "-m", metavar="MODEL", autocompletion=complete_model, help="Model: a catalog id (see `onnx models`), a family alias, a name added with `onnx add`, or a path to an onnxruntime-genai model folder. Default: the recommended model for this machine."),
 ]
+def _check_execution_provider(value: str) -> str:
+    """An unknown EP name is a usage error (exit 2) before anything loads."""
+    from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.core.execution_provider import EP_CHOICES
+
+    if value.lower() not in EP_CHOICES:
+        raise UsageError(f"Invalid value for --execution-provider: {value!r} is not one of "
+                         f"{', '.join(EP_CHOICES)}.")
+    return value.lower()
+
+
 ExecutionProviderOpt = Annotated[
     str,
     typer.Option(
-        "--execution-provider", "-e", metavar="EP",
+        "--execution-provider", "-e", metavar="EP", callback=_check_execution_provider,
         help="auto | cpu | cuda | dml | webgpu. auto picks CUDA > DirectML > WebGPU > CPU "
         "among those available and matching the model variant.",
     ),

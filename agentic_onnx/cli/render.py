@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -129,6 +132,10 @@ class LiveMarkdownStream:
 
     MIN_INTERVAL_S = 0.1
     MAX_RENDER_SHARE = 0.015
+    # Never wait longer than this between redraws: a one-off slow render (the first code block
+    # imports the syntax highlighter) must not freeze the text and the status for seconds.
+    MAX_INTERVAL_S = 0.5
+    clock = staticmethod(time.perf_counter)
 
     def __init__(self, show_status: bool, console: Console | None = None) -> None:
         self._console = console or stdout_console()
@@ -140,9 +147,10 @@ class LiveMarkdownStream:
         self._chunks = 0
         self._started = 0.0
         self._next_refresh = 0.0
+        self._costs: deque[float] = deque(maxlen=5)  # recent render costs: the median paces
 
     def __enter__(self) -> LiveMarkdownStream:
-        self._started = time.perf_counter()
+        self._started = self.clock()
         self._live.start()
         return self
 
@@ -150,11 +158,18 @@ class LiveMarkdownStream:
         self._chunks += 1
         for block in self._blocks.add(text):
             self._print_block(block)
-        now = time.perf_counter()
+        now = self.clock()
         if now >= self._next_refresh:
             self._live.update(self._live_view(now), refresh=True)
-            cost = time.perf_counter() - now
-            self._next_refresh = now + max(self.MIN_INTERVAL_S, cost / self.MAX_RENDER_SHARE)
+            self._costs.append(self.clock() - now)
+            self._next_refresh = now + self.pause(sorted(self._costs)[len(self._costs) // 2])
+
+    @classmethod
+    def pause(cls, render_cost_s: float) -> float:
+        """Seconds until the next redraw: rendering may take MAX_RENDER_SHARE of the time, but
+        the view redraws at least every MAX_INTERVAL_S and at most every MIN_INTERVAL_S."""
+        wanted = max(cls.MIN_INTERVAL_S, render_cost_s / cls.MAX_RENDER_SHARE)
+        return min(cls.MAX_INTERVAL_S, wanted)
 
     def __exit__(self, *exc: object) -> None:
         self._live.update(Text(""), refresh=False)
@@ -193,16 +208,20 @@ class LiveMarkdownStream:
 
 
 def verbose_stats(prompt_tokens: int, completion_tokens: int, timings: Any) -> None:
-    """Ollama's `--verbose` statistics, on stderr."""
-    ttft_s = (timings.ttft_ms or 0.0) / 1000
+    """Ollama's `--verbose` statistics, on stderr. Prompt eval runs to the first token (Ollama's
+    and llama.cpp's meaning); the first visible text can come later (a tool call, a stop string
+    held back), so it has a line of its own."""
+    first_ms = timings.first_token_ms if timings.first_token_ms is not None else timings.ttft_ms
+    prefill_s = (first_ms or 0.0) / 1000
     rows = [
         ("total duration", _duration(timings.total_s + timings.load_s)),
         ("load duration", _duration(timings.load_s)),
         ("prompt eval count", f"{prompt_tokens} token(s)"),
-        ("prompt eval duration", _duration(ttft_s)),
-        ("prompt eval rate", _rate(prompt_tokens / ttft_s if ttft_s else None)),
+        ("prompt eval duration", _duration(prefill_s)),
+        ("prompt eval rate", _rate(prompt_tokens / prefill_s if prefill_s else None)),
+        ("first visible text", "n/a" if timings.ttft_ms is None else _duration(timings.ttft_ms / 1000)),
         ("eval count", f"{completion_tokens} token(s)"),
-        ("eval duration", _duration(max(timings.total_s - ttft_s, 0.0))),
+        ("eval duration", _duration(max(timings.total_s - prefill_s, 0.0))),
         ("eval rate", _rate(timings.decode_tokens_per_s)),
     ]
     console = stderr_console()
@@ -216,6 +235,48 @@ def _duration(seconds: float) -> str:
 
 def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} tokens/s"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a `fitted_table`. `drop_order`: None keeps it always; otherwise columns are
+    left out lowest number first while the table is wider than the terminal."""
+
+    header: str
+    justify: str = "right"
+    drop_order: int | None = None
+
+
+def fitted_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+                 width: int | None = None) -> Table:
+    """A compact table (no box, as `onnx models`) that fits `width` (the terminal's, or 80 when
+    piped): low-value columns are left out until it does, and a caption says which (`--json`
+    has everything)."""
+    console = stdout_console()
+    width = width or console.width
+    shown = list(range(len(columns)))
+    while True:
+        table = _compact_table(title, [columns[i] for i in shown], [[row[i] for i in shown]
+                                                                     for row in rows])
+        droppable = [i for i in shown if columns[i].drop_order is not None]
+        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+        if natural <= width or not droppable:
+            break
+        shown.remove(min(droppable, key=lambda i: columns[i].drop_order))  # type: ignore[arg-type, return-value]
+    hidden = [column.header for i, column in enumerate(columns) if i not in shown]
+    if hidden:
+        table.caption = f"Not shown to fit {width} columns: {', '.join(hidden)} (see --json)."
+        table.caption_justify = "left"
+    return table
+
+
+def _compact_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:

@@ -12,8 +12,9 @@ router_app = typer.Typer(help="Explain routing decisions and compare providers."
                          no_args_is_help=True)
 
 ConfigOpt = Annotated[Optional[str], typer.Option(
-    "--config", metavar="PATH", help="Router config file. Default: $AGENTIC_FLOW_CONFIG, then "
-    "./agentic-flow.json, then ~/.agentic-flow/config.json.")]
+    "--config", metavar="PATH", help="Router config file, read alone. Default: "
+    "$AGENTIC_FLOW_CONFIG, else ~/.agentic-flow/config.json (then agentic-flow's "
+    "router.config.json), with a trusted ./agentic-flow.json layered on top.")]
 AgentOpt = Annotated[Optional[str], typer.Option(
     "--agent", metavar="TYPE", help="Agent type, matched by rules' agentType (e.g. coder).")]
 PrivacyOpt = Annotated[Optional[str], typer.Option(
@@ -63,8 +64,10 @@ def explain_command(
     flags = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
                        local_only=local_only, complexity=complexity,
                        requires_tools=requires_tools)
+    from agentic_onnx.cli import render
+
     loaded, decision = plan_route([{"role": "user", "content": task}], flags,
-                                  config_option(ctx, config))
+                                  config_option(ctx, config), on_notice=render.warning)
     show_decision(decision.to_json(), str(loaded.path) if loaded.path else None, json_output)
 
 
@@ -98,7 +101,7 @@ def benchmark_command(
     from agentic_onnx.cli import render
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.core.options import build_options
-    from agentic_onnx.router.benchmark import run_benchmark
+    from agentic_onnx.router.benchmark import all_failed_error, run_benchmark
 
     specs = [spec.strip() for spec in providers.split(",") if spec.strip()]
     if not specs:
@@ -108,10 +111,16 @@ def benchmark_command(
     results = run_benchmark(specs, task, iterations, build_options(max_tokens=max_tokens),
                             config_path=config_option(ctx, config), on_notice=render.warning,
                             on_progress=progress)
-    data = [result.to_json() for result in results]
-    if json_output:
-        render.print_json({"task": task, "iterations": iterations, "results": data})
-        return
-    from agentic_onnx.cli.router_view import render_benchmark
+    data = {"task": task, "iterations": iterations,
+            "results": [result.to_json() for result in results]}
+    failure = all_failed_error(results)
+    if json_output and failure is not None:
+        failure.details.update(data)  # one JSON object: the results inside the error
+    elif json_output:
+        render.print_json(data)
+    else:
+        from agentic_onnx.cli.router_view import render_benchmark
 
-    render_benchmark(data)
+        render_benchmark(data["results"])
+    if failure is not None:
+        raise failure

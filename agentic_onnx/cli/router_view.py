@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
-
 from agentic_onnx.cli import render
+from agentic_onnx.cli.render import Column
 
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:
@@ -37,17 +36,15 @@ def render_decision(decision: dict[str, Any], config_path: str | None) -> None:
 
 
 def render_benchmark(results: list[dict[str, Any]]) -> None:
-    table = Table(title="Router benchmark", title_justify="left")
-    for column in ("provider", "model", "ok", "TTFT p50 ms", "tokens/s p50", "latency p50 ms",
-                   "latency p95 ms", "$ / M tokens"):
-        table.add_column(column, justify="left" if column in ("provider", "model") else "right")
-    for result in results:
-        table.add_row(
-            result["provider"], _or_dash(result["model"]),
-            f"{result['success_rate'] * 100:.0f}% of {result['iterations']}",
-            _or_dash(result["ttft_ms_p50"], "{:.1f}"), _or_dash(result["tokens_per_s_p50"], "{:.1f}"),
-            _or_dash(result["latency_ms_p50"], "{:.1f}"), _or_dash(result["latency_ms_p95"], "{:.1f}"),
-            _or_dash(result["cost_per_million_tokens_usd"], "{:.4f}"))
+    columns = [Column("provider", "left"), Column("model", "left"), Column("ok"),
+               Column("TTFT p50 ms"), Column("tokens/s p50"), Column("latency p50 ms", drop_order=2),
+               Column("latency p95 ms", drop_order=1), Column("$ / M tokens", drop_order=3)]
+    rows = [[result["provider"], _or_dash(result["model"]),
+             f"{result['success_rate'] * 100:.0f}% of {result['iterations']}",
+             _or_dash(result["ttft_ms_p50"], "{:.1f}"), _or_dash(result["tokens_per_s_p50"], "{:.1f}"),
+             _or_dash(result["latency_ms_p50"], "{:.1f}"), _or_dash(result["latency_ms_p95"], "{:.1f}"),
+             _or_dash(result["cost_per_million_tokens_usd"], "{:.4f}")] for result in results]
+    table = render.fitted_table("Router benchmark", columns, rows)
     render.print_table(table)
     for result in results:
         for error in result["errors"]:
@@ -55,15 +52,17 @@ def render_benchmark(results: list[dict[str, Any]]) -> None:
 
 
 def render_usage(summary: dict[str, Any]) -> None:
-    table = Table(title=f"Usage ({summary['period']})", title_justify="left")
-    for column in ("provider", "model", "requests", "ok", "tokens in", "tokens out", "cost $",
-                   "saved $", "latency p50 ms"):
-        table.add_column(column, justify="left" if column in ("provider", "model") else "right")
+    columns = [Column("provider", "left"), Column("model", "left"), Column("requests"),
+               Column("ok", drop_order=3), Column("tokens in", drop_order=2),
+               Column("tokens out", drop_order=2), Column("cost $"),
+               Column("saved $", drop_order=4), Column("latency p50 ms", drop_order=1)]
+    rows = []
     for line in summary["lines"]:
         cost = f"{line['cost_usd']:.6f}" + ("*" if line["cost_unknown_requests"] else "")
-        table.add_row(line["provider"], line["model"], str(line["requests"]), str(line["ok"]),
-                      str(line["prompt_tokens"]), str(line["completion_tokens"]), cost,
-                      f"{line['saved_usd']:.6f}", _or_dash(line["latency_p50_ms"], "{:.1f}"))
+        rows.append([line["provider"], line["model"], str(line["requests"]), str(line["ok"]),
+                     str(line["prompt_tokens"]), str(line["completion_tokens"]), cost,
+                     f"{line['saved_usd']:.6f}", _or_dash(line["latency_p50_ms"], "{:.1f}")])
+    table = render.fitted_table(f"Usage ({summary['period']})", columns, rows)
     render.print_table(table)
     totals = summary["totals"]
     render.note(f"Total cost ${totals['cost_usd']:.6f}; local runs saved ${totals['saved_usd']:.6f} "

@@ -71,9 +71,13 @@ def run_command(
     route = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
                        local_only=local_only, complexity=complexity,
                        requires_tools=asked.requires_tools)
-    _generate(messages, options, route, execution_provider=execution_provider, threads=threads,
-              json_output=json_output, verbose=verbose, assume_yes=yes, config=config,
-              dry_run=dry_run, log_prompts=log_prompts, asked=asked, images=images)
+    from agentic_onnx.cli.loading_view import shown_while_loading
+
+    with shown_while_loading():
+        _generate(messages, options, route, execution_provider=execution_provider,
+                  threads=threads, json_output=json_output, verbose=verbose, assume_yes=yes,
+                  config=config, dry_run=dry_run, log_prompts=log_prompts, asked=asked,
+                  images=images)
 
 
 def read_images(paths: list[str], task: str | None) -> list[Any]:
@@ -141,7 +145,7 @@ class AnswerSpec:
             from agentic_onnx.core.tools import check_reply
 
             check_reply(response.text, response.tool_calls, response.finish_reason, self.tools,
-                        self.tool_choice)
+                        self.tool_choice, response.tool_call_cut)
 
 
 def read_task(task: str | None) -> str:
@@ -194,7 +198,7 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
 
 def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN202
     """Check the finished answer and print what is not streamed; the error, if any, is
-    returned (with --json the object is still printed, with its `error`)."""
+    returned carrying the answer's fields (with --json they go into the error object)."""
     from agentic_onnx.cli import render
     from agentic_onnx.core.response import tool_call_json
     from agentic_onnx.core.structured import StructuredOutputError
@@ -203,8 +207,7 @@ def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN
     try:
         asked.check(response)
     except StructuredOutputError as error:
-        if json_output:
-            render.print_json({**routed.to_json(), "error": error.one_line()})
+        error.details.update(routed.to_json())
         return error
     if json_output:
         render.print_json(routed.to_json())

@@ -13,18 +13,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, ThreadsOpt
+from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, ThreadsOpt, complete_model
 
 DEFAULT_PORT = 8080
 DEFAULT_MAX_QUEUE = 16
+DEFAULT_MAX_BODY_MB = 10.0  # agentic_onnx.server.guard's default, kept here so --help imports no server
 
 
 def serve_command(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on. Anything but loopback exposes the models to the network: use --api-key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = DEFAULT_PORT,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", help="A model to serve (repeatable): catalog id, alias, custom name or folder. The first answers requests for model names it does not know. Default: the recommended model.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", autocompletion=complete_model, help="A model to serve (repeatable): catalog id, alias, custom name or folder. Requests name it by its id (`/v1/models` lists them); another name gets 404. Default: the recommended model.")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", metavar="KEY", envvar="AGENTIC_ONNX_API_KEY", help="Require this key: `Authorization: Bearer KEY` (or `x-api-key: KEY` on /v1/messages). Also read from AGENTIC_ONNX_API_KEY.")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", metavar="N", help="Requests that may wait per model while one is generated; one more gets 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and the --host address always work; any other Host gets 403 (DNS-rebinding defence).")] = None,
+    cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages at ORIGIN (e.g. http://localhost:3000) call the server from a browser (repeatable; '*' for any). Requests from other origins get 403.")] = None,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body in MiB; a larger one gets 413 before it is read.")] = DEFAULT_MAX_BODY_MB,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     debug: DebugOpt = False,
@@ -37,13 +41,45 @@ def serve_command(
         raise UsageError(f"Invalid value for --port: {port} is not between 0 and 65535.")
     if not 0 <= max_queue <= 10_000:
         raise UsageError(f"Invalid value for --max-queue: {max_queue} is not between 0 and 10000.")
+    if not 0 < max_body_mb <= 4096:
+        raise UsageError(f"Invalid value for --max-body-mb: {max_body_mb:g} is not above 0 and at most 4096.")
     if api_key is not None and not api_key.strip():
         raise UsageError("The --api-key is empty.", "Pass a non-empty key, or leave --api-key out.")
     if not _is_loopback(host) and api_key is None:
         render.warning(f"Listening on {host} without --api-key: anyone who can reach this "
                        "machine can use the models.")
-    specs = _resolve_models(model or [None])
-    _run_server(specs, host, port, api_key, max_queue, execution_provider, threads)
+    chat_names, embeddings = _split_embedding_models(model or [], execution_provider, threads,
+                                                     max_queue)
+    specs = _resolve_models(chat_names or ([] if embeddings else [None]))
+    guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
+    _run_server(specs, host, port, api_key, max_queue, execution_provider, threads, guard,
+                embeddings=embeddings)
+
+
+def _split_embedding_models(names: list[str], execution_provider: str, threads: Optional[int],
+                            max_queue: int):  # noqa: ANN202 - (chat names, EmbeddingModels | None)
+    """Embedding models among the `--model`s go to /v1/embeddings (docs/embeddings.md); the
+    rest are chat models. Only embedding models: the server serves embeddings only."""
+    from agentic_onnx.core.embeddings.resolve import embedding_kind, resolve_embedding
+
+    chat = [name for name in names if embedding_kind(name) != "embedding"]
+    wanted = [name for name in names if embedding_kind(name) == "embedding"]
+    if not wanted:
+        return chat, None
+    from agentic_onnx.core.embeddings.batcher import EmbeddingBatcher
+    from agentic_onnx.server.embeddings_api import EmbeddingModels
+
+    folders = {folder.model_id: folder for folder in map(resolve_embedding, wanted)}
+    return chat, EmbeddingModels([EmbeddingBatcher(folder, execution_provider, threads, max_queue)
+                                  for folder in folders.values()])
+
+
+def _guard_config(host: str, allowed_hosts: list[str], cors_origins: list[str],
+                  max_body_mb: float):  # noqa: ANN202 - server.guard.GuardConfig, imported late
+    from agentic_onnx.server.guard import MIB, GuardConfig
+
+    return GuardConfig(bind_host=host, allowed_hosts=tuple(allowed_hosts),
+                       cors_origins=tuple(cors_origins), max_body_bytes=int(max_body_mb * MIB))
 
 
 def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
@@ -56,13 +92,31 @@ def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
         resolution = resolve(name)
         if resolution.note:
             render.note(resolution.note)
-        model_id = resolution.model_id or resolution.folder.name
-        specs.setdefault(model_id, ModelSpec(model_id, resolution.folder))
+        model_id, aliases = served_names(name, resolution)
+        known = specs.get(model_id)
+        aliases = tuple(dict.fromkeys((*(known.aliases if known else ()), *aliases)))
+        specs[model_id] = ModelSpec(model_id, resolution.folder, aliases)
     return list(specs.values())
 
 
+def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]:  # noqa: ANN001
+    """The id a served model is published under, and the other names requests may use: a store
+    model is its id (an alias it was chosen by also works); a model added with `onnx add` is its
+    name; a folder is the folder's name."""
+    from agentic_onnx.core.custom_models import get_custom_model
+    from agentic_onnx.core.names import is_model_name
+
+    named = name is not None and is_model_name(name)
+    if resolution.model_id:
+        return resolution.model_id, ((name,) if named and name != resolution.model_id else ())
+    if named and get_custom_model(name) is not None:  # type: ignore[arg-type]
+        return name, ()  # type: ignore[return-value]
+    return resolution.folder.name, ()
+
+
 def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_queue: int,
-                execution_provider: str, threads: Optional[int]) -> None:
+                execution_provider: str, threads: Optional[int], guard,  # noqa: ANN001
+                embeddings=None) -> None:  # noqa: ANN001
     import uvicorn
 
     from agentic_onnx.cli import render
@@ -83,11 +137,13 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 break
             time.sleep(0.1)
         if server.started:
-            names = ", ".join(spec.model_id for spec in specs)
+            served = [spec.model_id for spec in specs] + (embeddings.ids if embeddings else [])
+            names = ", ".join(served)
             render.note(f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
                         "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
 
-    server = uvicorn.Server(server_config(create_app(pool, api_key, on_loaded), host, port))
+    app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings)
+    server = uvicorn.Server(server_config(app, host, port))
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind

@@ -20,28 +20,53 @@ from rich.table import Table
 
 from agentic_onnx.cli import render
 from agentic_onnx.core.download import DownloadListener, RemoteFile
+from agentic_onnx.core.speed_estimate import format_rate
 from agentic_onnx.core.store import format_bytes
 
 EP_LABELS = {"cuda": "CUDA", "dml": "DirectML", "webgpu": "WebGPU", "cpu": "CPU"}
 
 
 def catalog_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Models (* recommended for this machine)", title_justify="left",
-                  box=None, pad_edge=False)
+    table = Table(title="Models (* recommended for this machine; t/s: estimated decode tokens/s)",
+                  title_justify="left", box=None, pad_edge=False, collapse_padding=True)
     table.add_column("id", no_wrap=True)  # compact headers: the table fits 80 columns when piped
     for column, justify in (("EP", "left"), ("quant", "left"), ("size", "right"),
-                            ("ctx", "right"), ("tools", "center"), ("vision", "center"),
-                            ("inst", "center"), ("fits", "center")):
+                            ("t/s", "right"), ("ctx", "right"), ("tools", "center"),
+                            ("vision", "center"), ("inst", "center"), ("fits", "center")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in rows:
+    for row in (r for r in rows if r.get("kind") != "embedding"):  # embedding_table has those
         marker = "* " if row.get("recommended") else "  "
         size = format_bytes(row["size_bytes"]) if row.get("size_bytes") else "?"
         context = f"{row['context_length'] // 1024}k" if row.get("context_length") else "?"
         fits = {True: "yes", False: "no", None: "?"}[row["fits"]]
         table.add_row(marker + row["id"], row["execution_provider"] or "?",  # as `-e` spells it
-                      row["precision"] or "?", size, context, _capability(row, "tools"),
+                      row["precision"] or "?", size, _estimate(row), context,
+                      _capability(row, "tools"),
                       _capability(row, "vision"),
                       "yes" if row["installed"] else "-", fits)
+    return table
+
+
+def _estimate(row: dict[str, Any]) -> str:
+    """~6 (tokens/s, core/speed_estimate.py); - where there is none (no usable EP, custom)."""
+    rate = row.get("estimated_tokens_per_s")
+    return "-" if rate is None else f"~{format_rate(rate)}"
+
+
+def embedding_table(rows: list[dict[str, Any]]) -> Table:
+    """The catalog's embedding models (kind `embedding`, for `agentic-onnx embed`)."""
+    table = Table(title="Embedding models (agentic-onnx embed)", title_justify="left", box=None,
+                  pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for column in ("dim", "max tok", "pooling", "size", "inst", "fits"):
+        justify = "left" if column == "pooling" else "right"
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in (r for r in rows if r.get("kind") == "embedding"):
+        facts = row["embedding"]
+        table.add_row("  " + row["id"], str(facts["dimension"]), str(facts["max_tokens"]),
+                      facts["pooling"], format_bytes(row["size_bytes"]),
+                      "yes" if row["installed"] else "-",
+                      {True: "yes", False: "no", None: "?"}[row["fits"]])
     return table
 
 

@@ -178,13 +178,15 @@ class BenchmarkReport:
             "violations": [v.to_json() for v in self.violations],
         }
 
-    def raise_for_violations(self) -> None:
-        if self.violations:
-            count = len(self.violations)
-            raise ThresholdViolatedError(
-                f"{count} benchmark threshold{'s' if count > 1 else ''} violated: "
-                + "; ".join(v.describe() for v in self.violations) + ".",
-                "The full results are printed above; fix the regression or adjust the limit.")
+    def violation_error(self) -> ThresholdViolatedError | None:
+        """The error that ends a run whose thresholds were missed (None when all held)."""
+        if not self.violations:
+            return None
+        count = len(self.violations)
+        return ThresholdViolatedError(
+            f"{count} benchmark threshold{'s' if count > 1 else ''} violated: "
+            + "; ".join(v.describe() for v in self.violations) + ".",
+            "The full results are in the report; fix the regression or adjust the limit.")
 
 
 @dataclass(frozen=True)

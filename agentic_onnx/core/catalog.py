@@ -16,11 +16,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# Model ids become folder names in the store: lower-case, no separators, no leading dot.
-MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+from agentic_onnx.core.names import MODEL_NAME_PATTERN
+
+# Model ids become folder names in the store: the one name rule of core/names.py (pydantic's
+# regex engine anchors `$` at the very end, so this schema pattern refuses a trailing newline).
+MODEL_ID_PATTERN = rf"^{MODEL_NAME_PATTERN}$"
 REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 ExecutionProvider = Literal["cpu", "cuda", "dml", "webgpu"]
 Capability = Literal["chat", "tools", "vision"]
+ModelKind = Literal["chat", "embedding"]  # chat: onnxruntime-genai; embedding: an encoder (core/embeddings)
 
 
 class Requirements(BaseModel):
@@ -30,6 +34,28 @@ class Requirements(BaseModel):
 
     min_ram_gb: float = Field(ge=0, description="System RAM, GiB.")
     min_vram_gb: float = Field(0, ge=0, description="GPU memory, GiB (0 for CPU variants).")
+
+
+class EmbeddingFacts(BaseModel):
+    """How an embedding model turns text into a vector (docs/embeddings.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    onnx_file: str = Field(description="The encoder graph, relative to the model folder.")
+    tokenizer_file: str = "tokenizer.json"
+    dimension: int = Field(gt=0)
+    max_tokens: int = Field(gt=0, description="Longer inputs are truncated (and reported).")
+    pooling: Literal["mean", "cls"]
+    normalize: bool = True
+    query_prefix: str = ""
+    document_prefix: str = ""
+    dimensions: tuple[int, ...] = Field(default=(), description="Smaller sizes the model was "
+                                        "trained to be cut to (Matryoshka); empty: none.")
+
+    @field_validator("onnx_file", "tokenizer_file")
+    @classmethod
+    def _safe_file(cls, value: str) -> str:
+        return check_hub_path(value)
 
 
 class CatalogEntry(BaseModel):
@@ -53,16 +79,36 @@ class CatalogEntry(BaseModel):
     capabilities: tuple[Capability, ...] = ("chat",)
     sources: tuple[str, ...] = Field(min_length=1)
     unverified: tuple[str, ...] = Field(default=(), description="Fields no public source confirmed.")
+    kind: ModelKind = "chat"
+    files: tuple[str, ...] = Field(default=(), description="Only these files of the subfolder "
+                                   "(embedding repos hold several exports); empty: all of it.")
+    embedding: EmbeddingFacts | None = None
 
     @field_validator("subfolder")
     @classmethod
     def _safe_subfolder(cls, value: str) -> str:
         return check_hub_path(value, allow_empty=True)
 
+    @field_validator("files")
+    @classmethod
+    def _safe_files(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_hub_path(path) for path in value)
+
+    @model_validator(mode="after")
+    def _kind_facts(self) -> CatalogEntry:
+        if (self.kind == "embedding") != (self.embedding is not None):
+            raise ValueError(f"{self.id}: an embedding entry needs `embedding` facts, and only it")
+        needed = (self.embedding.onnx_file, self.embedding.tokenizer_file) if self.embedding else ()
+        missing = [path for path in needed if self.files and path not in self.files]
+        if missing:
+            raise ValueError(f"{self.id}: `files` leaves out {missing}")
+        return self
+
     def hub_model(self) -> HubModel:
         return HubModel(id=self.id, repo=self.repo, subfolder=self.subfolder,
                         revision=self.revision, execution_provider=self.execution_provider,
-                        precision=self.precision, origin="catalog")
+                        precision=self.precision, origin="catalog", kind=self.kind,
+                        files=self.files)
 
 
 class Recommendation(BaseModel):
@@ -95,6 +141,8 @@ class Catalog(BaseModel):
                      self.recommendation.small_cpu):
             if pick not in ids:
                 raise ValueError(f"recommendation names unknown id {pick!r}")
+            if self.get(pick).kind != "chat":  # type: ignore[union-attr]
+                raise ValueError(f"recommendation names {pick!r}, which is not a chat model")
         return self
 
     def get(self, model_id: str) -> CatalogEntry | None:
@@ -119,6 +167,8 @@ class HubModel:
     execution_provider: str | None = None
     precision: str | None = None
     origin: str = "catalog"
+    kind: str = "chat"  # chat | embedding
+    files: tuple[str, ...] = ()  # only these paths (relative to subfolder); empty: all of it
 
 
 def check_hub_path(value: str, allow_empty: bool = False) -> str:

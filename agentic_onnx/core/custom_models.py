@@ -8,17 +8,18 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentic_onnx.core.catalog import (
-    MODEL_ID_PATTERN,
     REPO_ID_PATTERN,
     HubModel,
     check_hub_path,
     load_catalog,
 )
 from agentic_onnx.core.errors import UsageError
+from agentic_onnx.core.local_files import local_files
 from agentic_onnx.core.model_folder import open_model_folder
+from agentic_onnx.core.names import NAME_RULE, check_model_name, is_model_name
 from agentic_onnx.core.paths import home_dir
 from agentic_onnx.core.store import write_json_atomic
 
@@ -30,12 +31,19 @@ class CustomModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=MODEL_ID_PATTERN)
+    name: str
     path: str | None = None
     repo: str | None = Field(None, pattern=REPO_ID_PATTERN)
     subfolder: str = ""
     revision: str = "main"
     added_at: str
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not is_model_name(value):
+            raise ValueError(f"invalid model name {value!r}: {NAME_RULE}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> CustomModel:
@@ -66,7 +74,9 @@ def load_custom_models() -> CustomModels:
     if not path.is_file():
         return CustomModels()
     try:
-        return CustomModels.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        with local_files("read the custom model registry"):
+            text = path.read_text(encoding="utf-8")
+        return CustomModels.model_validate(json.loads(text))
     except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is not a valid custom model registry ({_first_line(error)}).",
                          "Fix or delete the file, then register the models again with `onnx add`.") from None
@@ -92,7 +102,7 @@ def add_custom_model(name: str, *, path: Path | None = None, repo: str | None = 
         folder = open_model_folder(path)  # raises InvalidModelError with the reason
         fields: dict = {"path": str(folder.path)}
     else:
-        if not re.match(REPO_ID_PATTERN, repo or ""):
+        if not re.fullmatch(REPO_ID_PATTERN, repo or ""):
             raise UsageError(f"{repo!r} is not a hub repo id.", "Use the form ORG/NAME.")
         try:
             subfolder = check_hub_path(subfolder, allow_empty=True)
@@ -115,9 +125,7 @@ def remove_custom_model(name: str) -> bool:
 
 
 def _check_name(name: str) -> None:
-    if not re.match(MODEL_ID_PATTERN, name):
-        raise UsageError(f"Invalid model name {name!r}.",
-                         "Use lower-case letters, digits, '.', '_' and '-' (start with a letter or digit).")
+    check_model_name(name)
     catalog = load_catalog()
     if catalog.get(name) or name in catalog.families:
         raise UsageError(f"{name!r} is already a catalog model or alias.", "Choose another name.")
@@ -125,8 +133,9 @@ def _check_name(name: str) -> None:
 
 def _save(registry: CustomModels) -> None:
     path = custom_models_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, registry.model_dump(mode="json"))
+    with local_files("write the custom model registry"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, registry.model_dump(mode="json"))
 
 
 def _now() -> str:

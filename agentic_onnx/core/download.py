@@ -23,13 +23,15 @@ from pydantic import BaseModel, ValidationError
 from agentic_onnx.core.catalog import HubModel
 from agentic_onnx.core.errors import InvalidModelError, StoreError, VerificationError
 from agentic_onnx.core.hub_client import HubClient, RemoteFile
+from agentic_onnx.core.leftovers import sweep_leftovers
+from agentic_onnx.core.local_files import local_files
 from agentic_onnx.core.model_folder import GENAI_CONFIG, open_model_folder
+from agentic_onnx.core.names import check_model_name
 from agentic_onnx.core.store import (
     MANIFEST,
     Manifest,
     ManifestFile,
     check_free_space,
-    check_model_id,
     delete_in_store,
     git_blob_sha1,
     lock_path,
@@ -79,10 +81,17 @@ class _State(BaseModel):
 
 def download_model(source: HubModel, *, revision: str | None = None, force: bool = False,
                    listener: DownloadListener | None = None) -> DownloadResult:
-    """Install `source` into the store (or say it already is). Safe to interrupt and rerun."""
+    """Install `source` into the store (or say it already is). Safe to interrupt and rerun.
+    A read-only or full home is a LocalFileError naming the path (what arrived is kept)."""
     listener = listener or DownloadListener()
-    check_model_id(source.id)
-    requested = revision or source.revision
+    check_model_name(source.id)
+    sweep_leftovers()
+    with local_files(f"write {source.id} into the model store"):
+        return _download_locked(source, revision or source.revision, force, listener)
+
+
+def _download_locked(source: HubModel, requested: str, force: bool,
+                     listener: DownloadListener) -> DownloadResult:
     with _model_lock(source.id, listener):
         installed = read_manifest(source.id)
         if installed and not force and requested in (installed.revision, installed.commit):
@@ -123,7 +132,11 @@ def _model_lock(model_id: str, listener: DownloadListener) -> Iterator[None]:
 
 def _require_genai_model(source: HubModel, files: list[RemoteFile]) -> None:
     names = {f.relative_path for f in files}
-    if GENAI_CONFIG not in names:
+    if source.kind == "embedding":
+        from agentic_onnx.core.embeddings.store_check import require_embedding_files
+
+        require_embedding_files(source.id, source.repo, names)
+    elif GENAI_CONFIG not in names:
         where = f"{source.repo}/{source.subfolder}" if source.subfolder else source.repo
         raise InvalidModelError(
             f"{where} holds no {GENAI_CONFIG}: it is not an onnxruntime-genai model "
@@ -225,11 +238,17 @@ def _verified_sha256(path: Path, remote: RemoteFile) -> str:
 def _install(source: HubModel, requested: str, commit: str, files: list[RemoteFile],
              staging: _Staging) -> Manifest:
     """Validate the staged folder, write the manifest last, and rename it into the store."""
-    folder = open_model_folder(staging.model)  # the decoder file the config names must be there
+    if source.kind == "embedding":
+        from agentic_onnx.core.embeddings.store_check import check_staged_embedding
+
+        folder = check_staged_embedding(source.id, staging.model)  # graph and tokenizer are there
+    else:
+        folder = open_model_folder(staging.model)  # the decoder file the config names must be there
     manifest = Manifest(
         id=source.id, origin=source.origin, repo=source.repo, subfolder=source.subfolder,
         revision=requested, commit=commit,
-        execution_provider=source.execution_provider or folder.built_for,
+        execution_provider=source.execution_provider or getattr(folder, "built_for", "cpu"),
+        kind=source.kind,
         precision=source.precision, size_bytes=sum(f.size for f in files),
         files=[ManifestFile(path=f.relative_path, size=f.size, sha256=staging.state.done[f.relative_path],
                             lfs=f.lfs_sha256 is not None) for f in files],

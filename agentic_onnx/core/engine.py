@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentic_onnx.core.errors import GenerationError, PromptTooLongError, UsageError
-from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
+from agentic_onnx.core.events import Finish, FirstToken, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.execution_provider import (
     EP_LABELS,
     available_execution_providers,
@@ -129,6 +131,8 @@ class LoadedModel:
         completion_tokens, reason, stopped = 0, "length", False
         for token in tokens:
             completion_tokens += 1
+            if completion_tokens == 1:
+                yield FirstToken()
             if token in eos:
                 reason = "stop"
                 break
@@ -204,6 +208,22 @@ def _guided_generator(og: Any, og_model: Any, params: Any, guidance: Guidance) -
 _LOADED: dict[tuple[str, str, int, int | None], LoadedModel] = {}
 
 
+@dataclass(frozen=True)
+class LoadStart:
+    """A model is about to load (what a loading indicator shows)."""
+
+    name: str
+    size_bytes: int
+    execution_provider: str
+
+
+# Whoever wants to show that a model is loading (the CLI, on a terminal) sets this to a factory
+# of context managers entered around each real load (never for a cached model). A context
+# variable, so library callers and server threads that set nothing see nothing.
+LOAD_OBSERVER: ContextVar[Callable[[LoadStart], AbstractContextManager[object]] | None] = \
+    ContextVar("load_observer", default=None)
+
+
 def load_model(
     folder: ModelFolder,
     execution_provider: str = "auto",
@@ -246,9 +266,24 @@ def _create(folder: ModelFolder, provider: str, threads: int,
             max_image_pixels: int | None = None) -> LoadedModel:
     import onnxruntime_genai as og
 
+    og.disable_telemetry_events()
+    observer = LOAD_OBSERVER.get()
+    showing = observer(LoadStart(folder.name, _weights_size(folder), provider)) if observer \
+        else nullcontext()
+    with showing:
+        return _create_session(og, folder, provider, threads, max_image_pixels)
+
+
+def _weights_size(folder: ModelFolder) -> int:
+    """Bytes of the model's ONNX files (what loading reads)."""
+    return sum(path.stat().st_size for path in folder.path.iterdir()
+               if path.is_file() and (path.suffix == ".onnx" or path.name.endswith(".onnx.data")))
+
+
+def _create_session(og: Any, folder: ModelFolder, provider: str, threads: int,
+                    max_image_pixels: int | None) -> LoadedModel:
     from agentic_onnx.core.vision import capped_model_path
 
-    og.disable_telemetry_events()
     started = time.perf_counter()
     try:
         config = og.Config(str(capped_model_path(folder, max_image_pixels)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -28,10 +29,22 @@ class AgenticError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Facts a script needs beside the message (`attempts` of a routed request, a partial
+        # result): merged into the `--json` error object next to `error`.
+        self.details: dict[str, Any] = {}
 
     def one_line(self) -> str:
         """The message and the next step, on one line."""
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        stop = "" if self.message.rstrip().endswith((".", "!", "?", ":")) else "."
+        return f"{self.message}{stop} {self.hint}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` error object: `{"error": {...}}` plus the error's details."""
+        error = {"message": self.message, "hint": self.hint, "exit_code": int(self.exit_code),
+                 "type": type(self).__name__}
+        return {**self.details, "error": error}
 
 
 class UsageError(AgenticError):
@@ -112,6 +125,18 @@ class StoreError(AgenticError):
     exit_code = ExitCode.USAGE_ERROR
 
 
+class InvalidModelNameError(UsageError, StoreError):
+    """A model name that breaks the one name rule (core/names.py): refused by every command.
+    Bad input (a UsageError) that would also leave the store (a StoreError); exit 2 either way."""
+
+
+class LocalFileError(AgenticError):
+    """A file we keep under the agentic-flow home (the store, the registry, the usage log)
+    cannot be read or written: a read-only or full disk, a permission, a corrupt database."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
+
+
 class ModelTestFailedError(AgenticError):
     """`onnx test`: the model loaded and ran but produced no text (a broken or unusable model)."""
 
@@ -122,3 +147,14 @@ class ThresholdViolatedError(AgenticError):
     """`onnx benchmark`: a CI threshold (--min-gen-tps, --max-ttft-ms, --max-rss-mb) was missed."""
 
     exit_code = ExitCode.THRESHOLD_VIOLATED
+
+
+class WrongModelKindError(UsageError):
+    """A chat model named where an embedding model is needed, or the other way round."""
+
+    def __init__(self, model: str, kind: str, wanted: str) -> None:
+        command = "`agentic-onnx embed`" if kind == "embedding" else "`run`, `chat` or `serve`"
+        super().__init__(
+            f"{model!r} is {'an' if kind == 'embedding' else 'a'} {kind} model, not {'an' if wanted == 'embedding' else 'a'} {wanted} model.",
+            f"Use it with {command}; `agentic-onnx onnx models` shows each model's kind.")
+        self.model, self.kind, self.wanted = model, kind, wanted

@@ -1,7 +1,7 @@
 """The typed events every provider yields: the one streaming contract.
 
 A stream is any number of `TextDelta`s (and, from providers that call tools, `ToolCallDelta`s),
-then exactly one `Usage` and one `Finish`.
+then exactly one `Usage` and one `Finish`; local models also send one `FirstToken` before them.
 `run`, `chat`, `serve` and `benchmark` consume streams through `Response`, so timings and usage
 mean the same thing everywhere.
 """
@@ -32,9 +32,18 @@ class Usage:
 @dataclass(frozen=True, slots=True)
 class Finish:
     """Why generation ended: `stop` (end-of-sequence token or a stop string), `length`, or
-    `tool_calls` (the model asks the caller to run the tools it called)."""
+    `tool_calls` (the model asks the caller to run the tools it called). `tool_call_cut`: the
+    reply was a tool call that the token budget cut off (its raw text is not passed on)."""
 
     reason: FinishReason
+    tool_call_cut: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """The model produced its first token, shown or not (a tool call's, a multibyte character's
+    first byte): the time to first token, and where decoding starts. Local models send it;
+    consumers that only show text ignore it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,4 +57,4 @@ class ToolCallDelta:
     arguments_json_fragment: str
 
 
-StreamEvent = Union[TextDelta, ToolCallDelta, Usage, Finish]
+StreamEvent = Union[TextDelta, ToolCallDelta, Usage, Finish, FirstToken]

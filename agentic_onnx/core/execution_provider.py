@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from agentic_onnx.core.errors import ExecutionProviderUnavailableError
+from agentic_onnx.core.errors import ExecutionProviderUnavailableError, UsageError
 from agentic_onnx.core.genai_build import swap_command
 from agentic_onnx.core.model_folder import ModelFolder
 
@@ -78,10 +78,9 @@ def choose_execution_provider(
 ) -> ExecutionChoice:
     """Decide which EP runs `model`. Pure: `available` comes from the caller."""
     requested = requested.lower()
-    if requested not in EP_CHOICES:
-        raise ExecutionProviderUnavailableError(
-            f"Unknown execution provider {requested!r}.", f"Use one of: {', '.join(EP_CHOICES)}."
-        )
+    if requested not in EP_CHOICES:  # a typo, not a missing install: a usage error
+        raise UsageError(f"Unknown execution provider {requested!r}.",
+                         f"Use one of: {', '.join(EP_CHOICES)}.")
     built_for = model.built_for
     if requested != "auto":
         return _explicit_choice(requested, built_for, available)

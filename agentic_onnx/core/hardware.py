@@ -51,6 +51,7 @@ class GpuInfo:
     memory_free_bytes: int
     driver_version: str
     cuda_version: str | None
+    memory_bandwidth_bytes_per_s: int | None = None  # from NVML; None: it did not say
 
 
 @dataclass
@@ -139,7 +140,8 @@ def probe_gpus() -> tuple[list[GpuInfo], str | None]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
             gpus.append(GpuInfo(index, _text(pynvml.nvmlDeviceGetName(handle)),
-                                int(memory.total), int(memory.free), driver, cuda))
+                                int(memory.total), int(memory.free), driver, cuda,
+                                _memory_bandwidth(pynvml, handle)))
         return gpus, None
     except Exception as error:  # noqa: BLE001
         return [], f"NVML query failed ({error})"
@@ -148,6 +150,18 @@ def probe_gpus() -> tuple[list[GpuInfo], str | None]:
             pynvml.nvmlShutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _memory_bandwidth(pynvml, handle) -> int | None:  # noqa: ANN001
+    """Peak memory bandwidth: bus width (bits) / 8 x max memory clock x 2 transfers per clock
+    (NVML's memory clock is half the data rate for GDDR and HBM alike; an RTX 4090 gives
+    384 bits and 10501 MHz -> 1008 GB/s, its datasheet figure)."""
+    try:
+        bus_bits = int(pynvml.nvmlDeviceGetMemoryBusWidth(handle))
+        clock_mhz = int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+    except Exception:  # noqa: BLE001 - older drivers lack the bus-width query
+        return None
+    return bus_bits // 8 * clock_mhz * 1_000_000 * 2 if bus_bits > 0 and clock_mhz > 0 else None
 
 
 def _cuda_version(pynvml) -> str | None:  # noqa: ANN001

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agentic_onnx.core.download import DownloadListener
 
 MAX_FAILURES_WITHOUT_PROGRESS = 3
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SKIPPED_FILES = {".gitattributes"}
 
 
@@ -70,8 +71,8 @@ class HubClient:
             if not isinstance(entry, RepoFile) or not entry.path.startswith(prefix):
                 continue
             relative = entry.path[len(prefix):]
-            if relative in SKIPPED_FILES:
-                continue
+            if relative in SKIPPED_FILES or (self.source.files and relative not in self.source.files):
+                continue  # `files`: an embedding repo holds several exports; take only ours
             safe_join(partial_dir(self.source.id), relative)  # refuses `..`, absolute paths
             lfs = entry.lfs.sha256.lower() if entry.lfs else None
             files.append(RemoteFile(entry.path, relative, int(entry.size), lfs, entry.blob_id))
@@ -97,18 +98,17 @@ class HubClient:
     def transfer(self, remote: RemoteFile, commit: str, target: Path,
                  listener: DownloadListener) -> None:
         """Fetch the rest of `remote` into `target`, resuming with Range; retries a cut
-        connection as long as each attempt makes progress. Each attempt HEADs the file again,
-        because a CDN location is a signed URL that expires."""
-        import httpx2
-
+        connection or a transient hub error (5xx, 429) as long as each attempt makes progress.
+        Each attempt HEADs the file again, because a CDN location is a signed URL that expires;
+        a failing HEAD is retried like the GET it precedes."""
         failures = 0
         while (have := _size(target)) < remote.size:
-            url = self.file_location(remote, commit)
             try:
+                url = self.file_location(remote, commit)
                 with self._errors(remote.path_in_repo):
                     self._stream(url, target, have, remote, listener)
             except DownloadError as error:
-                if not isinstance(error.__cause__, (httpx2.TransportError, ShortRead)):
+                if not _transient(error.__cause__):
                     raise
                 failures = 0 if _size(target) > have else failures + 1
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS:
@@ -184,6 +184,17 @@ class HubClient:
 
 class ShortRead(Exception):
     """The body ended before the expected size without a transport error."""
+
+
+def _transient(cause: BaseException | None) -> bool:
+    """A cut connection, a short body, or a hub status that may clear up on its own."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(cause, (httpx2.TransportError, ShortRead)):
+        return True
+    response = getattr(cause, "response", None) if isinstance(cause, HfHubHTTPError) else None
+    return response is not None and response.status_code in TRANSIENT_STATUSES
 
 
 def _size(path: Path) -> int:

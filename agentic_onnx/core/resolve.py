@@ -18,6 +18,7 @@ from pathlib import Path
 from agentic_onnx.core.catalog import HubModel
 from agentic_onnx.core.errors import ModelNotFoundError, NotInstalledError, UsageError
 from agentic_onnx.core.model_folder import ModelFolder, open_model_folder
+from agentic_onnx.core.names import check_model_name, is_model_name
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,24 @@ def resolve(spec: str | None, machine: Callable[[], object] | None = None) -> Re
         choice = recommend(load_catalog(), machine(), _installed_ids())
         note = f"No --model given: using {choice.model_id} ({choice.reason})."
         return _from_store(choice.model_id, note)
-    spec = spec.strip()
-    if _looks_like_path(spec):
+    if _looks_like_path(spec.strip()):
+        spec = spec.strip()
         path = Path(spec).expanduser()
         if not path.exists():
             raise ModelNotFoundError(f"Model {spec!r} not found: no such folder.",
                                      "Pass --model with a folder that holds genai_config.json, "
                                      "or a model id from `agentic-onnx onnx models`.")
         return Resolution(open_model_folder(path), None)
+    if not is_model_name(spec):  # one name rule (core/names.py), so "x\n" never means "x"
+        if Path(spec).is_dir():  # a folder in the current directory, named like `MyModel`
+            return Resolution(open_model_folder(Path(spec)), None)
+        check_model_name(spec)
     catalog = load_catalog()
+    entry = catalog.get(spec) or next(iter(catalog.family(spec)), None)
+    if entry is not None and entry.kind != "chat":
+        from agentic_onnx.core.errors import WrongModelKindError
+
+        raise WrongModelKindError(spec, entry.kind, "chat")
     if catalog.get(spec) is not None:
         return _from_store(spec, None)
     if catalog.family(spec):
@@ -78,6 +88,7 @@ def download_source(spec: str, machine: Callable[[], object] | None = None) -> t
     from agentic_onnx.core.custom_models import get_custom_model
     from agentic_onnx.core.recommend import choose_variant, probe_machine
 
+    check_model_name(spec)
     catalog = load_catalog()
     if (entry := catalog.get(spec)) is not None:
         return entry.hub_model(), None
@@ -113,3 +124,19 @@ def _installed_ids() -> set[str]:
 def _looks_like_path(spec: str) -> bool:
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     return any(sep in spec for sep in separators) or spec.startswith((".", "~"))
+
+
+def model_names(kind: str = "chat") -> list[str]:
+    """Every name `--model` takes besides a path: catalog ids and family aliases of `kind`,
+    installed store ids and `onnx add` names (for tab completion; local files only, nothing is
+    probed)."""
+    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.custom_models import load_custom_models
+    from agentic_onnx.core.store import installed_models
+
+    catalog = load_catalog()
+    entries = [entry for entry in catalog.models if entry.kind == kind]
+    names = [entry.id for entry in entries] + sorted({entry.family for entry in entries})
+    names += [manifest.id for manifest, _ in installed_models()]
+    names += list(load_custom_models().models)
+    return sorted(set(names))

@@ -3,7 +3,10 @@
 Timings (monotonic clock):
 - `ttft_ms`: from the start of the request (after the model is loaded) to the first visible text
   (or the first piece of a tool call, for a reply that is only a call).
-- `decode_tokens_per_s`: completion tokens after the first, over the time after the first text.
+- `first_token_ms`: from the start to the first generated token, shown or not (what llama.cpp and
+  Ollama call time to first token); local models report it, cloud streams give the first text.
+- `decode_tokens_per_s`: completion tokens after the first, over the time after the first token
+  (after the first text when the stream does not say when its first token came).
 - `total_s`: from the start of the request to the end of the stream.
 `load_s` is set by whoever loaded the model (0 for a cached model).
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from agentic_onnx.core.events import (
     Finish,
     FinishReason,
+    FirstToken,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -33,11 +37,13 @@ class Timings:
     decode_tokens_per_s: float | None = None
     total_s: float = 0.0
     prompt_tokens_per_s: float | None = None
+    first_token_ms: float | None = None
 
     def to_json(self) -> dict[str, float | None]:
         return {
             "load_s": round(self.load_s, 4),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "first_token_ms": None if self.first_token_ms is None else round(self.first_token_ms, 2),
             "decode_tokens_per_s": (
                 None if self.decode_tokens_per_s is None else round(self.decode_tokens_per_s, 2)
             ),
@@ -58,8 +64,10 @@ class Response:
     chunks: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    tool_call_cut: bool = False  # the reply was a tool call cut off by the token budget
     _calls: dict[str, dict[str, str]] = field(default_factory=dict)
     _started: float | None = None
+    _first_token: float | None = None
     _first_text: float | None = None
     _ended: float | None = None
 
@@ -75,6 +83,9 @@ class Response:
                     if self._first_text is None:
                         self._first_text = time.perf_counter()
                     self._add_call_piece(event)
+                elif isinstance(event, FirstToken):
+                    if self._first_token is None:
+                        self._first_token = time.perf_counter()
                 elif isinstance(event, Usage):
                     self.usage = event
                 elif isinstance(event, Finish):
@@ -82,6 +93,7 @@ class Response:
                     # log's write, say) is not generation time.
                     self._ended = time.perf_counter()
                     self.finish_reason = event.reason
+                    self.tool_call_cut = event.tool_call_cut
                 yield event
         finally:
             if self._ended is None:  # an interrupted or failed stream ends here
@@ -116,9 +128,14 @@ class Response:
         timings.total_s = end - self._started
         if self._first_text is not None:
             timings.ttft_ms = (self._first_text - self._started) * 1000.0
-            if self.usage and self.usage.prompt_tokens and timings.ttft_ms > 0:
-                timings.prompt_tokens_per_s = self.usage.prompt_tokens / (timings.ttft_ms / 1000)
-            decode_s = end - self._first_text
+        if self._first_token is not None:
+            timings.first_token_ms = (self._first_token - self._started) * 1000.0
+        first = self._first_token if self._first_token is not None else self._first_text
+        if first is not None:
+            prefill_s = first - self._started
+            if self.usage and self.usage.prompt_tokens and prefill_s > 0:
+                timings.prompt_tokens_per_s = self.usage.prompt_tokens / prefill_s
+            decode_s = end - first
             decoded_after_first = (self.usage.completion_tokens - 1) if self.usage else 0
             if decoded_after_first > 0 and decode_s > 0:
                 timings.decode_tokens_per_s = decoded_after_first / decode_s

@@ -11,23 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from agentic_onnx.core.catalog import MODEL_ID_PATTERN
 from agentic_onnx.core.errors import (
     InsufficientDiskError,
     ModelNotFoundError,
     StoreError,
     VerificationError,
 )
+from agentic_onnx.core.local_files import local_files
+from agentic_onnx.core.names import check_model_name, is_model_name
 from agentic_onnx.core.paths import store_dir
 
 MANIFEST = "manifest.json"
@@ -36,6 +37,7 @@ LOCKS_DIR = ".locks"
 MIN_FREE_ENV_VAR = "AGENTIC_ONNX_MIN_FREE_BYTES"
 DEFAULT_MIN_FREE_BYTES = 256 * 2**20  # leave this much free after a download
 HASH_CHUNK = 4 * 2**20
+TRASH_PREFIX = ".trash-"  # .partial/.trash-<12 hex>-<owner id>: a folder being deleted
 
 
 class ManifestFile(BaseModel):
@@ -65,29 +67,23 @@ class Manifest(BaseModel):
     size_bytes: int
     downloaded_at: str
     last_used_at: str | None = None
+    kind: str = "chat"  # chat | embedding (an encoder: `agentic-onnx embed`)
 
 
 # -- paths ---------------------------------------------------------------------------------------
 
 
-def check_model_id(model_id: str) -> str:
-    """Ids become folder names: refuse anything that could leave the store."""
-    if not re.match(MODEL_ID_PATTERN, model_id or "") or ".." in model_id:
-        raise StoreError(f"Invalid model id {model_id!r}.",
-                         "Model ids use lower-case letters, digits, '.', '_' and '-'.")
-    return model_id
-
-
 def model_dir(model_id: str) -> Path:
-    return store_dir() / check_model_id(model_id)
+    """Ids become folder names: core/names.py refuses anything that could leave the store."""
+    return store_dir() / check_model_name(model_id)
 
 
 def partial_dir(model_id: str) -> Path:
-    return store_dir() / PARTIAL_DIR / check_model_id(model_id)
+    return store_dir() / PARTIAL_DIR / check_model_name(model_id)
 
 
 def lock_path(model_id: str) -> Path:
-    return store_dir() / LOCKS_DIR / f"{check_model_id(model_id)}.lock"
+    return store_dir() / LOCKS_DIR / f"{check_model_name(model_id)}.lock"
 
 
 def inside_store(path: Path) -> Path:
@@ -101,7 +97,10 @@ def inside_store(path: Path) -> Path:
 
 
 def delete_in_store(path: Path) -> None:
-    """Remove a file or folder that must lie inside the store (links are removed, not followed)."""
+    """Remove a file or folder that must lie inside the store (links are removed, not followed).
+    Callers hold the lock of the model the path belongs to: a folder is renamed to
+    `.partial/.trash-<hex>-<id>` first, and core/leftovers.py deletes such a folder (left by a
+    killed process) only when it can take that model's lock."""
     root, parent = store_dir().resolve(), path.parent.resolve()
     if not (parent == root or parent.is_relative_to(root)):
         raise StoreError(f"Refusing to touch {path}: it is outside the model store {root}.")
@@ -113,12 +112,32 @@ def delete_in_store(path: Path) -> None:
     target = inside_store(path)
     if target.is_dir():
         # Rename first so a half-deleted folder is never mistaken for a model.
-        trash = store_dir() / PARTIAL_DIR / f".trash-{uuid.uuid4().hex[:12]}"
+        trash = _trash_path(_owner_id(target))
         trash.parent.mkdir(parents=True, exist_ok=True)
         os.replace(target, trash)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         target.unlink()
+
+
+def _owner_id(target: Path) -> str | None:
+    """The model a path inside the store belongs to: `<id>/...` or `.partial/<id>/...`."""
+    parts = target.relative_to(store_dir().resolve()).parts
+    owner = parts[1] if parts[0] == PARTIAL_DIR and len(parts) > 1 else parts[0]
+    return owner if is_model_name(owner) else None
+
+
+def _trash_path(owner: str | None) -> Path:
+    tag = uuid.uuid4().hex[:12]
+    return store_dir() / PARTIAL_DIR / (f"{TRASH_PREFIX}{tag}-{owner}" if owner
+                                        else f"{TRASH_PREFIX}{tag}")
+
+
+def trash_owner(name: str) -> str | None:
+    """The owner id in a trash folder's name; None for the older `.trash-<hex>` form."""
+    rest = name[len(TRASH_PREFIX):]
+    owner = rest[13:] if len(rest) > 13 and rest[12] == "-" else ""
+    return owner if is_model_name(owner) else None
 
 
 def safe_join(root: Path, relative: str) -> Path:
@@ -160,7 +179,7 @@ def installed_models() -> list[tuple[Manifest, Path]]:
     for child in sorted(root.iterdir()):
         if child.name.startswith(".") or not child.is_dir():
             continue
-        if not re.match(MODEL_ID_PATTERN, child.name):
+        if not is_model_name(child.name):
             continue
         manifest = read_manifest(child.name)
         if manifest is not None:
@@ -188,15 +207,17 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 
 def mark_used(model_id: str) -> None:
-    """Record `last_used_at`; best effort (a read-only store or a concurrent remove is fine)."""
-    manifest = read_manifest(model_id)
-    if manifest is None:
-        return
-    manifest.last_used_at = now_iso()
-    try:
-        write_manifest(model_dir(model_id), manifest)
-    except OSError:
-        pass
+    """Record `last_used_at`; best effort: skipped while another process holds the model's lock
+    (a download or remove), and a read-only store is fine."""
+    with model_lock_if_free(model_id) as free:
+        manifest = read_manifest(model_id) if free else None
+        if manifest is None:
+            return
+        manifest.last_used_at = now_iso()
+        try:
+            write_manifest(model_dir(model_id), manifest)
+        except OSError:
+            pass
 
 
 def now_iso() -> str:
@@ -212,13 +233,37 @@ def remove_model(model_id: str) -> bool:
     from filelock import FileLock
 
     folder, partial = model_dir(model_id), partial_dir(model_id)
-    lock = lock_path(model_id)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        existed = folder.exists() or partial.exists()
-        delete_in_store(folder)
-        delete_in_store(partial)
+    with local_files(f"remove {model_id} from the model store"):
+        lock = lock_path(model_id)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock)):
+            existed = folder.exists() or partial.exists()
+            delete_in_store(folder)
+            delete_in_store(partial)
     return existed
+
+
+# -- locks -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def model_lock_if_free(model_id: str) -> Iterator[bool]:
+    """Hold `model_id`'s lock if no other process does: yields True, else (busy, or the lock
+    cannot even be created on a read-only store) False. Never waits."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(model_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentic_onnx.core.bandwidth import CpuSpeedCache, cache_path, cpu_speed_facts
 from agentic_onnx.core.execution_provider import EP_PREFERENCE, available_execution_providers
 from agentic_onnx.core.genai_build import installed_genai_builds, swap_command
 from agentic_onnx.core.hardware import default_threads, probe_hardware
+from agentic_onnx.core.speed_estimate import USABLE_TOKENS_PER_S, SpeedFacts
 
 
-def system_report() -> dict[str, Any]:
+def system_report(refresh: bool = False) -> dict[str, Any]:
     """One JSON-ready object: `cpu`, `memory`, `gpus`, `execution_providers`, `platform`,
-    `packages`, `genai_build`, `advice`, `recommendation`."""
-    report = probe_hardware().to_json()
+    `packages`, `genai_build`, `speed`, `advice`, `recommendation`. `refresh` measures the read
+    bandwidth again instead of using the cached figure."""
+    hardware = probe_hardware()
+    report = hardware.to_json()
     available = available_execution_providers()
     builds = installed_genai_builds()
     report["execution_providers"] = {
@@ -25,22 +29,36 @@ def system_report() -> dict[str, Any]:
                              for b, v in builds]
     report["advice"] = genai_build_advice([b.kind for b, _ in builds], bool(report["gpus"]),
                                           "cuda" in available)
+    report["speed"] = speed_report(cpu_speed_facts(refresh=refresh, cpu=hardware.cpu))
     report["recommendation"] = model_recommendation(report)
     return report
+
+
+def speed_report(cpu: CpuSpeedCache) -> dict[str, Any]:
+    """The measured read bandwidth and what the decode-rate estimates rest on."""
+    return {"read_bandwidth_gbps": cpu.read_bandwidth_gbps, "threads": cpu.threads,
+            "simd": list(cpu.simd), "measured_at": cpu.measured_at, "probe_s": cpu.probe_s,
+            "cached": cpu.cached, "cache_file": str(cache_path()),
+            "usable_tokens_per_s": USABLE_TOKENS_PER_S}
 
 
 def model_recommendation(report: dict[str, Any]) -> dict[str, Any]:
     """The model `run` uses without --model on this machine (see core/recommend.py)."""
     from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.recommend import MachineFacts, recommend
+    from agentic_onnx.core.recommend import machine_facts, recommend
     from agentic_onnx.core.store import installed_models
 
-    facts = MachineFacts(report["memory"]["total_bytes"],
-                         tuple(gpu["memory_total_bytes"] for gpu in report["gpus"]),
-                         tuple(report["execution_providers"]["available"]))
+    speed = report.get("speed")
+    cpu = None if speed is None else SpeedFacts(speed["read_bandwidth_gbps"], speed["threads"],
+                                                tuple(speed["simd"]))
+    facts = machine_facts(report["memory"]["total_bytes"], report["gpus"],
+                          report["execution_providers"]["available"], cpu)
     installed = {manifest.id for manifest, _ in installed_models()}
     choice = recommend(load_catalog(), facts, installed)
-    return {"model_id": choice.model_id, "reason": choice.reason, "installed": choice.installed}
+    rate = choice.estimate
+    return {"model_id": choice.model_id, "reason": choice.reason, "installed": choice.installed,
+            "estimated_tokens_per_s": None if rate is None else round(rate.tokens_per_s, 1),
+            "estimate_bound": None if rate is None else rate.bound}
 
 
 def hardware_target(available: list[str], has_nvidia_gpu: bool) -> str:

@@ -203,8 +203,8 @@ class ToolCallReader:
 
     Text is passed on as soon as it cannot be the start of a call; a reply that starts with the
     marker is held until the end, parsed, validated, and sent as one ToolCallDelta (with
-    Finish("tool_calls")). A call cut off by the token budget is passed on as text with
-    Finish("length"), so nothing broken is ever presented as a call.
+    Finish("tool_calls")). A call cut off by the token budget is dropped and reported as
+    Finish("length", tool_call_cut=True), so nothing broken is ever presented as a call or text.
     """
 
     def __init__(self, tools: Sequence[Tool]) -> None:
@@ -233,14 +233,17 @@ class ToolCallReader:
     def _finish(self, buffer: str, mode: str, usage: Usage | None,
                 reason: str) -> Iterator[StreamEvent]:
         call = self.parse(buffer) if mode == "call" and reason == "stop" else None
+        # A call (or the start of its marker) cut off by the token budget is neither a call nor
+        # text for the user: it is reported on the Finish, never shown raw.
+        cut = call is None and reason == "length" and bool(buffer) and mode in ("call", "undecided")
         if call is not None:
             yield call
             reason = "tool_calls"
-        elif buffer:
+        elif buffer and not cut:
             yield TextDelta(buffer)
         if usage is not None:
             yield usage
-        yield Finish(reason)  # type: ignore[arg-type]
+        yield Finish(reason, tool_call_cut=cut)  # type: ignore[arg-type]
 
     def parse(self, text: str) -> ToolCallDelta | None:
         """The call in `<tool_call>\\n{json}\\n</tool_call>`, validated; None if it is not one."""
@@ -283,12 +286,12 @@ def stream_with_tools(model: LoadedModel, messages: Sequence[dict[str, Any]],
 
 
 def check_reply(text: str, calls: Sequence[dict[str, Any]], finish_reason: str | None,
-                tools: Sequence[Tool], choice: ToolChoice) -> None:
+                tools: Sequence[Tool], choice: ToolChoice, tool_call_cut: bool = False) -> None:
     """Raise StructuredOutputError unless the reply honours the tools and the tool choice:
     every call names a given tool with arguments valid for it, a cut-off call is reported as
     such, and `required`/named choices got their call."""
     started = text.strip()
-    cut = started.startswith(MARKER) or (started and MARKER.startswith(started))
+    cut = tool_call_cut or started.startswith(MARKER) or (started and MARKER.startswith(started))
     if finish_reason == "length" and not calls and (cut or choice.mode in ("required", "named")):
         raise StructuredOutputError("The token budget ran out before the tool call was complete "
                                     "(finish_reason: length).", "Raise --max-tokens.")

@@ -79,6 +79,21 @@ def run_benchmark(specs: list[str], task: str, iterations: int, options: Generat
     return results
 
 
+def all_failed_error(results: list[ProviderResult]) -> AgenticError | None:
+    """The error a benchmark ends with when every request of some provider failed or was
+    refused (a script must not read a table of blanks as success); None otherwise."""
+    from agentic_onnx.router.errors import ProviderError
+
+    dead = [result for result in results
+            if result.samples and not any(sample.ok for sample in result.samples)]
+    if not dead:
+        return None
+    described = "; ".join(f"{result.provider}: {result.samples[-1].error}" for result in dead)
+    return ProviderError("router", f"Every request failed for {len(dead)} provider"
+                         f"{'s' if len(dead) > 1 else ''} ({described}).",
+                         "Fix the first error and run the benchmark again.")
+
+
 def _one(result: ProviderResult, task: str, options: GenerationOptions, config_path: str | None,
          resolve_local: Callable[[str], Any] | None,
          on_notice: Callable[[str], None] | None) -> Sample:

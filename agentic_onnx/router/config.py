@@ -1,31 +1,38 @@
-"""The router config: the seed's JSON schema, found, substituted, validated.
+"""The router config: the seed's JSON schema, substituted and validated into a `LoadedConfig`.
 
-Lookup order (first that exists wins): `--config PATH`, `$AGENTIC_FLOW_CONFIG`,
-`./agentic-flow.json`, `~/.agentic-flow/config.json` (under `$AGENTIC_FLOW_HOME`). With no
-file, defaults come from the environment: onnx always, anthropic / openrouter when their key
-variable is set. String values may say `${VAR}` or `${VAR:-default}`.
+Which files are read, and how a trusted project file is layered on the user's own, is
+config_lookup.py (`load_config`). With no file, defaults come from the environment: onnx
+always, anthropic / openrouter when their key variable is set. String values may say `${VAR}`
+or `${VAR:-default}`; every value that lands in a secret-bearing place (apiKey, headers, the
+credentials of a URL) is registered for redaction.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
-from agentic_onnx.core.paths import home_dir
+from agentic_onnx.router.config_compat import apply_named_providers, named_provider
+from agentic_onnx.router.config_secrets import register_config_secrets, register_substituted
 from agentic_onnx.router.errors import ConfigError
-from agentic_onnx.router.secrets import register_secret
+from agentic_onnx.router.secrets import redact
 from agentic_onnx.router.substitution import REFERENCE, join_path, substitute
 
-CONFIG_ENV_VAR = "AGENTIC_FLOW_CONFIG"
-LOCAL_CONFIG_NAME = "agentic-flow.json"
 PROVIDER_TYPES = ("onnx", "anthropic", "openrouter", "openai")
 KEY_ENV_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
 DEFAULT_BASE_URLS = {
@@ -46,7 +53,7 @@ ROUTING_MODES = ("rule-based", "cost-optimized", "performance-optimized", "quali
 
 Privacy = Literal["high", "normal"]
 Complexity = Literal["low", "medium", "high"]
-_STRICT = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+_STRICT = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
 
 
 class Price(BaseModel):
@@ -79,6 +86,43 @@ class ProviderConfig(BaseModel):
     graph_optimization_level: Optional[str] = Field(None, alias="graphOptimizationLevel")
     enable_memory_optimization: Optional[bool] = Field(None, alias="enableMemoryOptimization")
     cuda_options: Optional[dict[str, Any]] = Field(None, alias="cudaOptions")
+    # agentic-flow's router.config.json keys (config_compat.py). Used: modelPath (onnx: the
+    # default model), maxTokens / temperature / numPredict (defaults for this provider's
+    # requests), retryDelay (ms, the base backoff), organization (openai: OpenAI-Organization),
+    # preferences (openrouter: its `provider` field). Accepted, not used yet: the rest.
+    model_path: Optional[str] = Field(None, alias="modelPath")
+    max_tokens: Optional[int] = Field(None, alias="maxTokens", ge=1, le=1_000_000)
+    temperature: Optional[float] = Field(None, ge=0.0, le=5.0)
+    retry_delay: Optional[int] = Field(None, alias="retryDelay", ge=0, le=60_000)
+    organization: Optional[str] = None
+    preferences: Optional[dict[str, Any]] = None
+    rate_limit: Optional[dict[str, Any]] = Field(None, alias="rateLimit")
+    num_predict: Optional[int] = Field(None, alias="numPredict", ge=1, le=1_000_000)
+    gpu_layers: Optional[int] = Field(None, alias="gpuLayers")
+    context_window: Optional[int] = Field(None, alias="contextWindow")
+    local_inference: Optional[bool] = Field(None, alias="localInference")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_path_as_default(cls, data: Any) -> Any:
+        """agentic-flow's `modelPath` is the default model unless `models.default` says one."""
+        if isinstance(data, dict) and isinstance(data.get("modelPath"), str) \
+                and data["modelPath"] and isinstance(data.get("models", {}), dict) \
+                and not (data.get("models") or {}).get("default"):
+            from agentic_onnx.router.config_compat import model_path_folder
+
+            return {**data, "models": {**(data.get("models") or {}),
+                                       "default": model_path_folder(data["modelPath"])}}
+        return data
+
+    def request_defaults(self) -> dict[str, Any]:
+        """Generation options this entry sets for requests that did not choose them."""
+        defaults: dict[str, Any] = {}
+        if self.max_tokens is not None or self.num_predict is not None:
+            defaults["max_tokens"] = self.max_tokens or self.num_predict
+        if self.temperature is not None:
+            defaults["temperature"] = self.temperature
+        return defaults
 
     def urls(self, kind: str) -> list[str]:
         """The base URLs to send to, in order."""
@@ -132,6 +176,9 @@ class Routing(BaseModel):
     mode: Literal["rule-based", "cost-optimized", "performance-optimized", "quality-optimized",
                   "manual"] = "rule-based"
     rules: list[Rule] = Field(default_factory=list)
+    # agentic-flow's; accepted, not used yet (config_compat.unused_keys).
+    cost_optimization: Optional[dict[str, Any]] = Field(None, alias="costOptimization")
+    performance: Optional[dict[str, Any]] = None
 
 
 class RetryConfig(BaseModel):
@@ -154,9 +201,15 @@ class RouterConfig(BaseModel):
     privacy: Privacy = "normal"
     local_only: bool = Field(False, alias="localOnly")
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # agentic-flow's; accepted, not used yet (config_compat.unused_keys).
+    tool_calling: Optional[dict[str, Any]] = Field(None, alias="toolCalling")
+    monitoring: Optional[dict[str, Any]] = None
+    cache: Optional[dict[str, Any]] = None
 
     @model_validator(mode="after")
-    def _check_references(self) -> RouterConfig:
+    def _check_references(self, info: ValidationInfo) -> RouterConfig:
+        if info.context and info.context.get("partial"):
+            return self  # a project file alone: it may name providers of the user's file
         for name, entry in self.providers.items():
             _check_provider(name, entry)
         known = set(self.providers) | {"onnx"}
@@ -222,79 +275,73 @@ def _check_known(name: str, known: set[str], path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading
+# From JSON data to a LoadedConfig
 
 
 @dataclass
 class LoadedConfig:
-    """A validated config, where it came from, and which variable each provider's key names."""
+    """A validated config, the files it came from, and where each provider's key comes from.
+
+    `path` is the user's own file (None: defaults from the environment); `project_path` a
+    trusted project file layered on it. `keyless` names providers whose URLs only the project
+    file gives: they get no key from the environment or the user's file. `warnings` are for
+    the caller to show once (config_lookup.new_warnings)."""
 
     config: RouterConfig
     path: Path | None
     key_env_vars: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+    project_path: Path | None = None
+    keyless: frozenset[str] = frozenset()
+    warnings: list[str] = field(default_factory=list)
 
     def api_key(self, name: str) -> str | None:
-        """The key of provider `name`: config `apiKey` (after substitution), else its variable."""
+        """The key of provider `name`: config `apiKey` (after substitution), else its variable
+        (never for a provider in `keyless`)."""
         entry = self.config.entry(name)
         if entry.api_key:
             return entry.api_key
         variable = self.key_env_vars.get(name)
-        return os.environ.get(variable) or None if variable else None
-
-
-def search_paths(explicit: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
-    """Where a config may be, in lookup order, each with the reason it is looked at."""
-    candidates: list[tuple[str, Path]] = []
-    if explicit:
-        candidates.append(("--config", Path(explicit).expanduser()))
-    env_value = os.environ.get(CONFIG_ENV_VAR)
-    if env_value:
-        candidates.append((f"${CONFIG_ENV_VAR}", Path(env_value).expanduser()))
-    candidates.append(("current directory", Path.cwd() / LOCAL_CONFIG_NAME))
-    candidates.append(("home", home_dir() / "config.json"))
-    return candidates
-
-
-def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file to use; an explicit or `$AGENTIC_FLOW_CONFIG` path must exist."""
-    for source, path in search_paths(explicit):
-        if path.is_file():
-            return path
-        if source in ("--config", f"${CONFIG_ENV_VAR}"):
-            raise ConfigError(f"Config file {str(path)!r} (from {source}) does not exist.",
-                              "Check the path, or run `agentic-onnx config path` to see the "
-                              "lookup order.")
-    return None
-
-
-def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
-    """Find, read, substitute and validate the config (or build the defaults)."""
-    path = find_config(explicit)
-    raw = _read_json(path) if path else default_config_data()
-    return parse_config(raw, path)
+        if name in self.keyless or not variable:
+            return None
+        return os.environ.get(variable) or None
 
 
 def parse_config(raw: Any, path: Path | None = None) -> LoadedConfig:
+    """Substitute and validate one config's JSON data (the user's file, or the defaults)."""
     where = str(path) if path else "the default config"
+    data = apply_named_providers(substitute_config(raw, where))
+    config = validate_config(data, where, taken_paths(raw))
+    loaded = LoadedConfig(config, path, key_env_vars(raw, config))
+    register_config_secrets(loaded)
+    return loaded
+
+
+def substitute_config(raw: Any, where: str, environ: Mapping[str, str] | None = None,
+                      unset_hint: str | None = None) -> dict[str, Any]:
+    """`raw` with `${VAR}` substituted; a ConfigError for an unset one outside an apiKey."""
     if not isinstance(raw, dict):
         raise ConfigError(f"Invalid config {where}: expected a JSON object at the top level.",
                           "See docs/router.md for the schema.")
-    data, unset = substitute(raw)
-    for json_path, variable in unset:
-        if not re.fullmatch(r"providers\.[^.]+\.apiKey", json_path):
+    result = substitute(raw, environ)
+    for json_path, variable in result.unset:
+        # An unset key (or agentic-flow's organization) only matters when that provider is used.
+        if not re.fullmatch(r"providers\.[^.]+\.(apiKey|organization)", json_path):
             raise ConfigError(
                 f"Invalid config {where} at {json_path}: ${{{variable}}} is not set.",
-                f"Set {variable}, or write ${{{variable}:-default}} in the file.")
+                unset_hint or f"Set {variable}, or write ${{{variable}:-default}} in the file.")
+    register_substituted(result.data, result.taken)
+    return result.data
+
+
+def validate_config(data: dict[str, Any], where: str, hidden: frozenset[str] = frozenset(),
+                    partial: bool = False) -> RouterConfig:
+    """The schema check; `partial`: field checks only (a project file before layering).
+    Values at `hidden` paths (substituted from a variable) are not echoed in the error."""
     try:
-        config = RouterConfig.model_validate(data)
+        return RouterConfig.model_validate(data, context={"partial": partial})
     except ValidationError as error:
-        raise ConfigError(_describe(error, where), "See docs/router.md for the schema, or run "
-                          "`agentic-onnx config validate`.") from None
-    loaded = LoadedConfig(config, path, _key_env_vars(raw, config), raw)
-    for name in config.provider_names():
-        register_secret(loaded.api_key(name))
-    return loaded
+        raise ConfigError(_describe(error, where, hidden), "See docs/router.md for the schema, "
+                          "or run `agentic-onnx config validate`.") from None
 
 
 def default_config_data() -> dict[str, Any]:
@@ -306,37 +353,38 @@ def default_config_data() -> dict[str, Any]:
     return {"version": "1.0", "defaultProvider": "onnx", "providers": providers}
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"Cannot read config {str(path)!r}: {error.strerror}.",
-                          "Check the file's permissions.") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"Invalid config {path}: not valid JSON at line {error.lineno} column {error.colno} "
-            f"({error.msg}).", "Fix the JSON syntax (a trailing comma or a missing quote?).",
-        ) from None
-
-
-def _key_env_vars(raw: dict[str, Any], config: RouterConfig) -> dict[str, str]:
+def key_env_vars(raw: dict[str, Any], config: RouterConfig) -> dict[str, str]:
     """For each provider: the variable its key comes from (a `${VAR}` in apiKey, else the
     provider type's standard variable), so a missing key names what to set."""
     result: dict[str, str] = {}
-    raw_providers = raw.get("providers") or {}
+    raw_providers = raw.get("providers") if isinstance(raw.get("providers"), dict) else {}
     for name in config.provider_names():
-        raw_key = (raw_providers.get(name) or {}).get("apiKey")
+        raw_entry = raw_providers.get(name)
+        raw_key = raw_entry.get("apiKey") if isinstance(raw_entry, dict) else None
         match = REFERENCE.search(raw_key) if isinstance(raw_key, str) else None
+        named = named_provider(name, config.entry(name))
         if match:
             result[name] = match.group(1)
         elif config.kind_of(name) in KEY_ENV_VARS:
             result[name] = KEY_ENV_VARS[config.kind_of(name)]
+        elif named is not None and named.key_env_var:
+            result[name] = named.key_env_var
     return result
 
 
-def _describe(error: ValidationError, where: str) -> str:
+def taken_paths(raw: Any) -> frozenset[str]:
+    """JSON paths whose value holds a `${VAR}` reference (so an error never echoes it)."""
+    return frozenset(path for path, _ in substitute(raw, _EveryVariable()).taken)
+
+
+class _EveryVariable(dict):  # type: ignore[type-arg]
+    """An environment in which every variable is set: reports every reference's path."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return "x"
+
+
+def _describe(error: ValidationError, where: str, hidden: frozenset[str]) -> str:
     """The first problem as `file at json.path: what was expected (got X)`."""
     first = error.errors()[0]
     path = _json_path(first["loc"])
@@ -345,11 +393,16 @@ def _describe(error: ValidationError, where: str) -> str:
     if first["type"] == "value_error":
         # Our own validators put the JSON path first: "path: what was expected".
         own_path, _, expectation = message.partition(": ")
-        return f"Invalid config {where} at {own_path}: {expectation}."
+        return redact(f"Invalid config {where} at {own_path}: {expectation}.")
     if first["type"] == "extra_forbidden":
         return f"Invalid config {where} at {path}: unknown key (check its spelling)."
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-    return f"Invalid config {where} at {path or 'the top level'}: {message}{shown}."
+    shown = ""
+    if path in hidden:
+        shown = " (from a ${VAR} reference)"
+    elif not isinstance(got, (dict, list)) and got is not None:
+        text = repr(got)
+        shown = f" (got {text[:60]}...)" if len(text) > 60 else f" (got {text})"
+    return redact(f"Invalid config {where} at {path or 'the top level'}: {message}{shown}.")
 
 
 def _json_path(loc: tuple[Any, ...]) -> str:
@@ -364,15 +417,8 @@ def _json_path(loc: tuple[Any, ...]) -> str:
     return parts
 
 
-def redacted(loaded: LoadedConfig) -> dict[str, Any]:
-    """The effective config as JSON, with every key replaced by its variable reference or ***."""
-    data = loaded.config.model_dump(by_alias=True, exclude_none=True)
-    for name, entry in data.get("providers", {}).items():
-        if loaded.config.kind_of(name) != "openai":
-            entry.pop("local", None)  # only meaningful for openai-compatible endpoints
-        if "apiKey" in entry:
-            variable = loaded.key_env_vars.get(name)
-            raw_key = ((loaded.raw.get("providers") or {}).get(name) or {}).get("apiKey", "")
-            is_reference = isinstance(raw_key, str) and REFERENCE.fullmatch(raw_key.strip())
-            entry["apiKey"] = f"${{{variable}}}" if is_reference and variable else "***"
-    return data
+def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Find, read, substitute, trust-check, layer and validate (config_lookup.load_config)."""
+    from agentic_onnx.router.config_lookup import load_config as load
+
+    return load(explicit)

@@ -43,15 +43,25 @@ class RoutedRun:
     def to_json(self) -> dict[str, Any]:
         """The `run --json` object: the Response's fields plus `route` and `attempts`."""
         base = self.response.to_json() if self.response is not None else {}
-        return {**base, "route": self.route_json(),
+        return {**base, **self.failure_json()}
+
+    def failure_json(self) -> dict[str, Any]:
+        """What a failed request's `--json` error object carries beside `error`."""
+        return {"route": self.route_json(),
                 "attempts": [attempt.to_json() for attempt in self.attempts]}
 
 
 def plan_route(messages: Sequence[dict[str, Any]], flags: RouteFlags,
-               config_path: str | None = None) -> tuple[LoadedConfig, Decision]:
-    """Decide without sending anything (`router explain`, `run --dry-run`)."""
+               config_path: str | None = None,
+               on_notice: Notice | None = None) -> tuple[LoadedConfig, Decision]:
+    """Decide without sending anything (`router explain`, `run --dry-run`). The config's
+    warnings (an untrusted project file, ...) go to `on_notice`, once per process."""
+    from agentic_onnx.router.config_lookup import new_warnings
+
     loaded = load_config(config_path)
-    context = _route_context(loaded, flags)
+    for warning in new_warnings(loaded) if on_notice is not None else ():
+        on_notice(redact(warning))
+    context = _route_context(loaded, flags, on_notice)
     return loaded, decide(loaded.config, flags, task_text(messages), context)
 
 
@@ -79,13 +89,14 @@ def route_and_stream(
     (default: core.resolve.resolve_model; the CLI passes its own to offer downloads).
     `tools`/`tool_choice` (core.tools) and `response_format` (core.structured) go to every
     candidate in its own mechanism (see ProviderRequest)."""
-    loaded, decision = plan_route(messages, flags, config_path)
+    # Every notice may quote a server (a fallback's reason): redacted on the way out.
+    notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda message: None)
+    loaded, decision = plan_route(messages, flags, config_path, notice)
     if dry_run:
         return RoutedRun(decision, None, [], loaded.path)
     if not fallback:
         decision.candidates = decision.candidates[:1]
     options = _apply_action(options, decision)
-    notice = on_notice or (lambda message: None)
     providers: dict[str, Provider] = {}
 
     def provider_for(name: str) -> Provider:
@@ -96,10 +107,11 @@ def route_and_stream(
 
     executor = FallbackExecutor(
         candidates=list(decision.candidates), provider_for=provider_for,
-        request_for=lambda candidate: ProviderRequest(messages, candidate.model, options, tools,
-                                                      tool_choice, response_format,
-                                                      tuple(images)),
+        request_for=lambda candidate: ProviderRequest(
+            messages, candidate.model, _provider_defaults(options, loaded, candidate.provider),
+            tools, tool_choice, response_format, tuple(images)),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
+        policy_for=lambda name: _retry_policy(loaded, name),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
@@ -108,12 +120,14 @@ def route_and_stream(
     try:
         executor.prepare_first()
     except AgenticError as error:
-        log.failure(executor.attempts, error)
+        # Nothing was sent or generated (a typo in --model, a missing key): not a request the
+        # usage log counts.
+        error.details.update(run.failure_json())
         raise
     response = Response(events=(), provider=decision.provider, model=decision.model or "")
     executor.on_start = lambda provider, candidate: _describe(response, provider, candidate,
                                                               notice)
-    response.events = log.wrap(executor, response, provider_for)
+    response.events = log.wrap(executor, response, provider_for, run)
     run.response = response
     return run
 
@@ -126,7 +140,8 @@ def task_text(messages: Sequence[dict[str, Any]]) -> str:
     return ""
 
 
-def _route_context(loaded: LoadedConfig, flags: RouteFlags) -> RouteContext:
+def _route_context(loaded: LoadedConfig, flags: RouteFlags,
+                   on_notice: Notice | None = None) -> RouteContext:
     config = loaded.config
 
     def usable(name: str) -> bool:
@@ -139,7 +154,7 @@ def _route_context(loaded: LoadedConfig, flags: RouteFlags) -> RouteContext:
     if config.routing.mode == "performance-optimized":
         from agentic_onnx.router.usage import median_latency_by_provider
 
-        latency = median_latency_by_provider()
+        latency = median_latency_by_provider(warn=on_notice)  # unreadable log: no history
     return RouteContext(usable=usable, latency_ms=latency)
 
 
@@ -154,6 +169,28 @@ def _apply_action(options: GenerationOptions, decision: Decision) -> GenerationO
     if not updates:
         return options
     return GenerationOptions(**{name: getattr(options, name) for name in chosen}, **updates)
+
+
+def _provider_defaults(options: GenerationOptions, loaded: LoadedConfig,
+                       name: str) -> GenerationOptions:
+    """A provider entry's maxTokens/temperature (agentic-flow's keys) for the options that
+    neither the caller nor a rule chose."""
+    defaults = loaded.config.entry(name).request_defaults()
+    chosen = options.model_fields_set
+    updates = {key: value for key, value in defaults.items() if key not in chosen}
+    if not updates:
+        return options
+    return GenerationOptions(**{key: getattr(options, key) for key in chosen}, **updates)
+
+
+def _retry_policy(loaded: LoadedConfig, name: str) -> RetryPolicy:
+    """The config's backoff, with a provider's `retryDelay` (ms) as its base delay."""
+    policy = RetryPolicy.from_config(loaded.config.retry)
+    delay_ms = loaded.config.entry(name).retry_delay
+    if delay_ms is None:
+        return policy
+    return RetryPolicy(delay_ms / 1000, max(policy.max_delay_s, delay_ms / 1000),
+                       policy.max_retry_after_s, policy.jitter)
 
 
 def _describe(response: Response, provider: Provider, candidate: Candidate,
@@ -177,7 +214,7 @@ class _UsageLogger:
         self.prompt, self.notice = prompt, notice
 
     def wrap(self, executor: FallbackExecutor, response: Response,
-             provider_for: Callable[[str], Provider]) -> Iterator[StreamEvent]:
+             provider_for: Callable[[str], Provider], run: RoutedRun) -> Iterator[StreamEvent]:
         outcome, error_text = "error", None
         try:
             yield from executor.stream()
@@ -188,12 +225,10 @@ class _UsageLogger:
             raise
         except AgenticError as error:
             error_text = error.one_line()
+            error.details.update(run.failure_json())
             raise
         finally:
             self._write(response, outcome, error_text, executor.attempts)
-
-    def failure(self, attempts: list[Attempt], error: AgenticError) -> None:
-        self._write(None, "error", error.one_line(), attempts)
 
     def _cost(self, response: Response, provider: Provider) -> float | None:
         reported = getattr(provider, "reported_cost_usd", None)
@@ -229,4 +264,5 @@ class _UsageLogger:
                 error=redact(error) if error else None, attempts=len(attempts) or 1,
                 prompt=self.prompt))
         except Exception as failure:  # noqa: BLE001 - the log must never fail the request
-            self.notice(f"Could not write the usage log ({failure}).")
+            self.notice(failure.one_line() if isinstance(failure, AgenticError)
+                        else f"Could not write the usage log ({failure}).")

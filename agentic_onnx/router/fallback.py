@@ -7,7 +7,8 @@ For each candidate in order:
 - `prepare` it (key present, local model loaded), then stream;
 - on a retryable error before any output (timeouts, connection errors, 429, 5xx, 529): wait
   min(maxDelay, base * 2^n) plus up to 50% jitter, or the server's `retry-after` when it is within
-  `maxRetryAfterMs` (a longer one moves on at once), at most `maxRetries` times;
+  `maxRetryAfterMs` (a longer one moves on at once; one that is unparseable, negative, past or
+  more than a day away counts as absent), at most `maxRetries` times;
 - on any other error before output (400/401/402/403/404, a missing key, a model that is not
   installed, a prompt longer than the local context): move on to the next candidate;
 - after text or a tool call reached the caller, an error is reported as it is
@@ -19,6 +20,7 @@ request.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from agentic_onnx.core.events import StreamEvent, TextDelta, ToolCallDelta
 from agentic_onnx.router.config import RetryConfig
 from agentic_onnx.router.errors import (
     AllProvidersFailedError,
+    MissingKeyError,
     PrivacyError,
     ProviderError,
     StreamInterruptedError,
@@ -70,8 +73,9 @@ class RetryPolicy:
                    retry.max_retry_after_ms / 1000)
 
     def delay(self, retry_index: int, retry_after_s: float | None) -> float | None:
-        """Seconds to wait before retry number `retry_index` (0-based); None: do not retry."""
-        if retry_after_s is not None:
+        """Seconds to wait before retry number `retry_index` (0-based); None: do not retry.
+        A hint that is not a finite, non-negative number counts as no hint (backoff)."""
+        if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s >= 0:
             return retry_after_s if retry_after_s <= self.max_retry_after_s else None
         backoff = min(self.max_delay_s, self.base_delay_s * 2 ** retry_index)
         return backoff + self.jitter(0.0, backoff / 2)
@@ -90,6 +94,7 @@ class FallbackExecutor:
     request_for: Callable[[Candidate], ProviderRequest]
     private: bool
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy_for: Callable[[str], RetryPolicy] | None = None  # per provider (its retryDelay)
     max_retries_for: Callable[[str], int] = lambda name: 2
     sleep: Callable[[float], None] = time.sleep
     notice: Callable[[str], None] = lambda message: None
@@ -116,6 +121,7 @@ class FallbackExecutor:
             except AgenticError as error:
                 self._fail(attempt, error, started)
                 self._next += 1
+                self._notice_skipped(error)
         raise self._final_error()
 
     def stream(self) -> Iterator[StreamEvent]:
@@ -137,15 +143,26 @@ class FallbackExecutor:
                     attempt.outcome = "interrupted"
                     raise self._interrupted(candidate, error) from None
                 self._next += 1
+                if self._notice_skipped(error):
+                    continue
                 if self._next < len(self.candidates):
                     self.notice(f"{candidate.provider} failed ({error.message}); trying "
                                 f"{self.candidates[self._next].provider}.")
         raise self._final_error()
 
+    def _notice_skipped(self, error: AgenticError) -> bool:
+        """One line for a provider passed over for want of a key, when the route goes on to
+        another candidate (a provider asked for alone fails with the error itself)."""
+        if not isinstance(error, MissingKeyError) or self._next >= len(self.candidates):
+            return False
+        self.notice(f"Skipped {error.provider}: {error.env_var} is not set.")
+        return True
+
     def _with_retries(self, provider: Provider, candidate: Candidate, attempt: Attempt,
                       output_sent: list[bool]) -> Iterator[StreamEvent]:
         request = self.request_for(candidate)
         max_retries = self.max_retries_for(candidate.provider)
+        policy = self.policy_for(candidate.provider) if self.policy_for else self.policy
         for retry in range(max_retries + 1):
             attempt.tries = max(attempt.tries, retry + 1)
             try:
@@ -159,12 +176,12 @@ class FallbackExecutor:
             except ProviderError as error:
                 if output_sent[0] or not error.retryable or retry == max_retries:
                     raise
-                delay = self.policy.delay(retry, error.retry_after_s)
+                delay = policy.delay(retry, error.retry_after_s)
                 if delay is None:
                     raise ProviderError(
                         error.provider, f"{error.message} (asked to retry after "
                         f"{error.retry_after_s:.0f}s, more than the "
-                        f"{self.policy.max_retry_after_s:.0f}s we wait)", error.hint,
+                        f"{policy.max_retry_after_s:.0f}s we wait)", error.hint,
                         status=error.status, retryable=False) from None
                 self.notice(f"{candidate.provider}: {error.message} Retrying in {delay:.2f}s "
                             f"({retry + 1}/{max_retries}).")

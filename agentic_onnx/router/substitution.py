@@ -2,13 +2,17 @@
 
 An unset variable without a default becomes "" and is reported with its JSON path, so the
 loader can say which variable to set (and allow it for API keys, whose absence only matters
-when that provider is used).
+when that provider is used). Every value taken from a variable is reported with its path too,
+so the loader can register the ones that land in secret-bearing places for redaction. The
+variables come from `environ` (default: the process environment); a project file is read with
+an empty one, so it cannot copy the user's secrets into a URL or a header of its own.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +21,9 @@ REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 @dataclass
 class _Substitution:
+    environ: Mapping[str, str]
     unset: list[tuple[str, str]] = field(default_factory=list)  # (json path, variable)
+    taken: list[tuple[str, str]] = field(default_factory=list)  # (json path, value used)
 
     def value(self, data: Any, path: str) -> Any:
         if isinstance(data, dict):
@@ -30,8 +36,9 @@ class _Substitution:
 
     def _lookup(self, match: re.Match[str], path: str) -> str:
         name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
+        value = self.environ.get(name)
         if value:
+            self.taken.append((path, value))
             return value
         if default is not None:
             return default
@@ -43,7 +50,15 @@ def join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def substitute(data: Any) -> tuple[Any, list[tuple[str, str]]]:
-    """`${VAR}` and `${VAR:-default}` in every string value; returns the unset references."""
-    substitution = _Substitution()
-    return substitution.value(data, ""), substitution.unset
+@dataclass
+class Substituted:
+    data: Any
+    unset: list[tuple[str, str]]  # (json path, variable) of references without a value
+    taken: list[tuple[str, str]]  # (json path, value) of every value read from a variable
+
+
+def substitute(data: Any, environ: Mapping[str, str] | None = None) -> Substituted:
+    """`${VAR}` and `${VAR:-default}` in every string value, from `environ` (default: the
+    process environment)."""
+    substitution = _Substitution(os.environ if environ is None else environ)
+    return Substituted(substitution.value(data, ""), substitution.unset, substitution.taken)

@@ -3,19 +3,23 @@
 Rows hold time, command, provider, model, rule, token counts, cost, latency, TTFT and outcome.
 Never the prompt text, unless the request was made with `--log-prompts`. The schema moves
 forward by numbered migrations (PRAGMA user_version); a database from a newer version is left
-alone. Logging never fails a request: errors here become a notice.
+alone. Logging never fails a request: errors here become a notice. A usage.db that cannot be
+used (corrupt, truncated, a folder in its place, a read-only home) is a one-line LocalFileError
+naming the file and what to do (move it aside); `performance-optimized` routing then treats the
+history as empty, with a warning.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from agentic_onnx.core.errors import LocalFileError
 from agentic_onnx.core.paths import home_dir
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -73,12 +77,36 @@ class UsageRecord:
 
 @contextmanager
 def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
-    """An open, migrated database (created on first use), in autocommit mode."""
+    """An open, migrated database (created on first use), in autocommit mode. Any database or
+    file error inside the `with` becomes a UsageLogError."""
     path = path or usage_db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as connection:
-        migrate(connection)
-        yield connection
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as connection:
+            migrate(connection)
+            yield connection
+    except (sqlite3.DatabaseError, OSError) as error:
+        if isinstance(error, sqlite3.ProgrammingError):
+            raise  # our SQL is wrong: a bug, not the user's file
+        raise UsageLogError.about(path, error) from error
+
+
+class UsageLogError(LocalFileError):
+    """usage.db cannot be opened, read or written."""
+
+    @classmethod
+    def about(cls, path: Path, error: Exception) -> UsageLogError:
+        reason = (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+        reason = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+        if "locked" in reason:
+            hint = "Another agentic-onnx process is writing it; try again."
+        elif path.is_dir():
+            hint = (f"A folder is in its place: move it aside (`mv {path} {path}.old`); a new log "
+                    "starts with the next request.")
+        else:
+            hint = (f"If it is damaged, move it aside (`mv {path} {path}.bad`): a new log starts "
+                    f"with the next request. Otherwise check that {path.parent} is writable.")
+        return cls(f"Could not use the usage log {path}: {reason}.", hint)
 
 
 def migrate(connection: sqlite3.Connection) -> int:
@@ -118,6 +146,9 @@ def log_request(record: UsageRecord, path: Path | None = None) -> None:
 
 
 def rows(since: datetime | None = None, path: Path | None = None) -> list[sqlite3.Row]:
+    """The logged requests (since `since`); none, without creating the file, before the first."""
+    if not (path or usage_db_path()).exists():
+        return []
     with connect(path) as connection:
         connection.row_factory = sqlite3.Row
         if since is None:
@@ -126,13 +157,19 @@ def rows(since: datetime | None = None, path: Path | None = None) -> list[sqlite
                                   (since.isoformat(timespec="milliseconds"),)).fetchall()
 
 
-def median_latency_by_provider(days: int = 7, path: Path | None = None) -> dict[str, float]:
-    """Median latency (ms) of each provider's successful requests in the last `days` days."""
-    if not (path or usage_db_path()).exists():
-        return {}
+def median_latency_by_provider(days: int = 7, path: Path | None = None,
+                               warn: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Median latency (ms) of each provider's successful requests in the last `days` days. A log
+    that cannot be read counts as no history: `warn` is told why, in one line."""
     since = datetime.now(timezone.utc) - timedelta(days=days)
+    try:
+        logged = rows(since, path)
+    except UsageLogError as error:
+        if warn is not None:
+            warn(f"{error.message} Routing as if there were no latency history. {error.hint}")
+        return {}
     latencies: dict[str, list[float]] = {}
-    for row in rows(since, path):
+    for row in logged:
         if row["outcome"] == "ok" and row["latency_ms"] is not None:
             latencies.setdefault(row["provider"], []).append(row["latency_ms"])
     return {name: statistics.median(values) for name, values in latencies.items()}

@@ -7,7 +7,8 @@ Text, `tool_use` and `tool_result` blocks; `image` blocks with base64 sources go
 model as images (core.vision), `url` sources are a 400 (the server never fetches from the
 network on a client's behalf); documents are a 400. With `tools`, a
 reply may be a call (core.tools: constrained decoding), sent as a `tool_use` block (its input
-as one input_json_delta) with stop_reason `tool_use`.
+as one input_json_delta) with stop_reason `tool_use`. `metadata.user_id` and vLLM's `cache_salt`
+choose whose KV cache a request may reuse (server.http.tenant).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +28,7 @@ from agentic_onnx.server.http import (
     ApiError,
     EventStream,
     check_api_key,
+    check_model,
     check_vision,
     collect,
     decode_image,
@@ -36,6 +39,7 @@ from agentic_onnx.server.http import (
     remote_image_refused,
     sse,
     submit,
+    tenant,
     tool_calls_json,
 )
 from agentic_onnx.server.pool import Ended, Started
@@ -67,6 +71,11 @@ class _Message(BaseModel):
     content: Union[str, list[_Block]]
 
 
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    user_id: Optional[str] = None
+
+
 class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
@@ -80,6 +89,8 @@ class MessagesRequest(BaseModel):
     stream: bool = False
     tools: Optional[list[dict[str, Any]]] = None
     tool_choice: Optional[dict[str, Any]] = None
+    metadata: Optional[_Metadata] = None
+    cache_salt: Optional[str] = None  # as vLLM's: cached prefixes are shared only per salt
 
 
 def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
@@ -93,9 +104,11 @@ async def messages(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        chat, options, images = _to_engine(body)
-        check_vision(state.pool, body.model, images)
-        job = submit(state.pool, body.model, chat, options, images=images, **_answer(body))
+        check_model(state.pool, body.model)
+        chat, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
+        user = body.metadata.user_id if body.metadata else None
+        job = submit(state.pool, body.model, chat, options, images=images, **answer,
+                     tenant=tenant(request, state.api_key, body.cache_salt, user))
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
@@ -114,6 +127,13 @@ async def messages(request: Request) -> Response:
     return JSONResponse({**message, "content": content,
                          "stop_reason": stop_reason, "stop_sequence": stop_sequence,
                          "usage": _usage(items, started)})
+
+
+def _prepare(body: MessagesRequest, pool: Any) -> tuple[Any, Any, list[Any], dict[str, Any]]:
+    """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
+    chat, options, images = _to_engine(body)
+    check_vision(pool, body.model, images)
+    return chat, options, images, _answer(body)
 
 
 def _text(content: Union[str, list[Any], None]) -> str:

@@ -2,7 +2,8 @@
 
 Models load on a thread once the server is up, so `/health` answers 503 until they are ready
 (and says why if loading failed). `/health` needs no API key; everything else does when the
-server was started with one.
+server was started with one, and without the key `/health` says only whether the server is up.
+Every route is behind server.guard (Host, Origin, content type, body cap).
 """
 
 from __future__ import annotations
@@ -13,32 +14,45 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentic_onnx.server import anthropic_api, openai_api
+from agentic_onnx.server import anthropic_api, embeddings_api, openai_api
+from agentic_onnx.server.guard import GuardConfig, RequestGuard
+from agentic_onnx.server.http import key_is_valid
 from agentic_onnx.server.pool import ModelPool
 
 
 async def health(request: Request) -> Response:
+    """Up, loading or failed; the models and their queues only for a client that may use them
+    (any client when the server has no key)."""
     pool: ModelPool = request.app.state.pool
+    detailed = key_is_valid(request, request.app.state.api_key)
     if pool.error is not None:
-        return JSONResponse({"status": "error", "error": pool.error.one_line()}, status_code=503)
+        body = {"status": "error", "error": pool.error.one_line()} if detailed else {"status": "error"}
+        return JSONResponse(body, status_code=503)
     if not pool.ready:
-        return JSONResponse({"status": "loading", "models": pool.status()}, status_code=503,
-                            headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ok", "models": pool.status()})
+        body = {"status": "loading", "models": pool.status()} if detailed else {"status": "loading"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ok", "models": pool.status()} if detailed else {"status": "ok"})
 
 
 def create_app(pool: ModelPool, api_key: str | None = None,
-               on_loaded: Callable[[ModelPool], None] | None = None) -> Starlette:
-    """The app; `on_loaded` runs on the loading thread once every model is loaded (or failed)."""
+               on_loaded: Callable[[ModelPool], None] | None = None,
+               guard: GuardConfig | None = None, embeddings: Any = None) -> Starlette:
+    """The app; `on_loaded` runs on the loading thread once every model is loaded (or failed);
+    `guard`: the request checks (default: bound to loopback, no CORS, a 10 MiB body cap);
+    `embeddings`: the served embedding models (server/embeddings_api.EmbeddingModels)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         def load() -> None:
+            failed = embeddings.load() if embeddings is not None else None
             pool.load()
+            if failed is not None and pool.error is None:
+                pool.error = failed  # reported like a chat model's loading failure
             if on_loaded is not None:
                 on_loaded(pool)
 
@@ -47,15 +61,22 @@ def create_app(pool: ModelPool, api_key: str | None = None,
             yield
         finally:
             pool.close()
+            if embeddings is not None:
+                embeddings.close()
 
+    embeddings_only = not pool.specs and embeddings is not None
     app = Starlette(routes=[
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", openai_api.models, methods=["GET"]),
-        Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
-        Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
-    ], lifespan=lifespan)
+        Route("/v1/chat/completions", embeddings_api.no_chat_model if embeddings_only
+              else openai_api.chat_completions, methods=["POST"]),
+        Route("/v1/messages", embeddings_api.no_chat_model if embeddings_only
+              else anthropic_api.messages, methods=["POST"]),
+        Route("/v1/embeddings", embeddings_api.embeddings, methods=["POST"]),
+    ], middleware=[Middleware(RequestGuard, config=guard or GuardConfig())], lifespan=lifespan)
     app.state.pool = pool
     app.state.api_key = api_key
+    app.state.embeddings = embeddings
     return app
 
 

@@ -3,6 +3,7 @@ the client goes away. Request bodies are never logged."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable
@@ -10,11 +11,14 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from agentic_onnx.core.events import ToolCallDelta
 from agentic_onnx.server.pool import Ended, Failed, Job, QueueFullError, Started
+
+MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
 
 ErrorBody = Callable[[int, str, str, "str | None"], dict[str, Any]]
 
@@ -35,29 +39,59 @@ def error_response(error: ApiError, body: ErrorBody) -> JSONResponse:
                         status_code=error.status, headers=headers)
 
 
-def check_api_key(request: Request, api_key: str | None, allow_x_api_key: bool) -> None:
-    """`Authorization: Bearer KEY` (and, for the Anthropic dialect, `x-api-key: KEY`)."""
-    if api_key is None:
-        return
-    given = ""
+def presented_key(request: Request, allow_x_api_key: bool = True) -> str:
+    """The key the client sent: `Authorization: Bearer KEY`, or (Anthropic) `x-api-key: KEY`."""
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
-        given = authorization[7:].strip()
-    elif allow_x_api_key:
-        given = request.headers.get("x-api-key", "")
-    if not given or not hmac.compare_digest(given.encode(), api_key.encode()):
+        return authorization[7:].strip()
+    return request.headers.get("x-api-key", "") if allow_x_api_key else ""
+
+
+def key_is_valid(request: Request, api_key: str | None, allow_x_api_key: bool = True) -> bool:
+    if api_key is None:
+        return True
+    given = presented_key(request, allow_x_api_key)
+    return bool(given) and hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def check_api_key(request: Request, api_key: str | None, allow_x_api_key: bool) -> None:
+    """`Authorization: Bearer KEY` (and, for the Anthropic dialect, `x-api-key: KEY`)."""
+    if not key_is_valid(request, api_key, allow_x_api_key):
         raise ApiError(401, "authentication_error", "Invalid or missing API key.")
 
 
+def tenant(request: Request, api_key: str | None, *labels: str | None) -> str:
+    """Who may share a model's KV cache (and hear how much of a prompt was cached): the key
+    presented, when the server has one, plus the client's own labels (`cache_salt`, `user`,
+    Anthropic's `metadata.user_id`). Requests of different tenants never reuse each other's
+    prefix. A digest, so that no key is kept beside the cache."""
+    key = presented_key(request) if api_key is not None else ""
+    parts = [key, *(label or "" for label in labels)]
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 async def parse_body(request: Request, schema: type[BaseModel]) -> Any:
-    """The JSON body validated by `schema`; any problem is a 400 that names the field."""
+    """The JSON body validated by `schema`; any problem is a 400 that names the field. Parsing
+    and validation run on a worker thread: a large body must not stall the event loop (and with
+    it `/health` and every stream). The body is already capped by server.guard."""
     raw = await request.body()
+    return await run_in_threadpool(decode_body, raw, schema)
+
+
+def decode_body(raw: bytes, schema: type[BaseModel]) -> Any:
     try:
         data = json.loads(raw or b"null")
+    except RecursionError:
+        raise _too_deep() from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "invalid_request_error", "The request body is not valid JSON.") from None
+    except ValueError:  # Python's limit on int-string conversion (4300 digits)
+        raise ApiError(400, "invalid_request_error",
+                       "The request body holds a number with too many digits.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request_error", "The request body must be a JSON object.")
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     try:
         return schema.model_validate(data)
     except ValidationError as error:
@@ -65,6 +99,34 @@ async def parse_body(request: Request, schema: type[BaseModel]) -> Any:
         where = ".".join(str(part) for part in first["loc"])
         raise ApiError(400, "invalid_request_error", f"{where}: {first['msg']}",
                        param=where or None) from None
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether JSON nests deeper than `limit` (walked without recursion). Every later step
+    (validation, the chat template, the tool grammar) recurses, so the cap is set here once."""
+    level: list[tuple[Any, int]] = [(data, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        level.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "invalid_request_error",
+                    f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def check_model(pool: Any, model: str | None) -> None:
+    """A model name this server does not serve is a 404 (never answered by another model)."""
+    from agentic_onnx.server.pool import ModelNotServedError
+
+    try:
+        pool.spec_for(model)
+    except ModelNotServedError as error:
+        raise ApiError(404, "not_found_error", str(error), param="model") from None
 
 
 def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options: Any,

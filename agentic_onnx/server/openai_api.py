@@ -1,9 +1,10 @@
 """The OpenAI dialect: `POST /v1/chat/completions` (streamed or not) and `GET /v1/models`.
 
-Fields we do not use (`user`, `logit_bias`, ...) are accepted and ignored, as local servers
-do; fields we cannot honour (`n` > 1, audio or file content) are a 400. `image_url` parts with
-`data:image/...;base64,` URLs go to a vision model as images (core.vision); http(s) URLs are a
-400: the server never fetches from the network on a client's behalf. `tools`/`tool_choice`,
+Fields we do not use (`logit_bias`, ...) are accepted and ignored, as local servers do;
+`user`, `prompt_cache_key` and vLLM's `cache_salt` only choose whose KV cache a request may
+reuse (server.http.tenant); fields we cannot honour (`n` > 1, audio or file content) are a
+400. `image_url` parts with `data:image/...;base64,` URLs go to a vision model as images
+(core.vision); http(s) URLs are a 400: the server never fetches from the network on a client's behalf. `tools`/`tool_choice`,
 `role: tool` messages and `response_format` (json_schema, json_object) are honoured by
 constrained decoding (core.tools, core.structured); calls come back as `tool_calls`.
 """
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,6 +26,7 @@ from agentic_onnx.server.http import (
     ApiError,
     EventStream,
     check_api_key,
+    check_model,
     check_vision,
     collect,
     decode_image,
@@ -35,10 +38,11 @@ from agentic_onnx.server.http import (
     remote_image_refused,
     sse,
     submit,
+    tenant,
 )
 from agentic_onnx.server.pool import Ended, Started
 
-ERROR_TYPES = {401: "invalid_request_error", 503: "server_error"}
+ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 503: "server_error"}
 
 
 class _ContentPart(BaseModel):
@@ -77,11 +81,15 @@ class ChatCompletionRequest(BaseModel):
     tools: Optional[list[dict[str, Any]]] = None
     tool_choice: Union[str, dict[str, Any], None] = None
     response_format: Optional[dict[str, Any]] = None
+    cache_salt: Optional[str] = None  # vLLM's: requests share cached prefixes only per salt
+    user: Optional[str] = None
+    prompt_cache_key: Optional[str] = None
 
 
 def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
     kind = ERROR_TYPES.get(status, kind if status < 500 else "server_error")
-    code = {401: "invalid_api_key", 503: "overloaded"}.get(status)
+    code = {401: "invalid_api_key", 403: "forbidden", 404: "model_not_found", 413: "request_too_large",
+            415: "unsupported_media_type", 503: "overloaded"}.get(status)
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -91,8 +99,10 @@ async def models(request: Request) -> Response:
         check_api_key(request, state.api_key, allow_x_api_key=True)
     except ApiError as error:
         return error_response(error, error_body)
-    data = [{"id": spec.model_id, "object": "model", "created": 0, "owned_by": "agentic-onnx"}
-            for spec in state.pool.specs]
+    served = [spec.model_id for spec in state.pool.specs]
+    served += getattr(state, "embeddings", None) and state.embeddings.ids or []
+    data = [{"id": model_id, "object": "model", "created": 0, "owned_by": "agentic-onnx"}
+            for model_id in served]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -101,9 +111,11 @@ async def chat_completions(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        messages, options, images = _to_engine(body, state.pool)
-        check_vision(state.pool, body.model, images)
-        job = submit(state.pool, body.model, messages, options, images=images, **_answer(body))
+        check_model(state.pool, body.model)
+        messages, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
+        job = submit(state.pool, body.model, messages, options, images=images, **answer,
+                     tenant=tenant(request, state.api_key, body.cache_salt, body.user,
+                                   body.prompt_cache_key))
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
@@ -118,6 +130,13 @@ async def chat_completions(request: Request) -> Response:
     except ApiError as error:
         return error_response(error, error_body)
     return JSONResponse(_completion(items, started, completion_id, model_id))
+
+
+def _prepare(body: ChatCompletionRequest, pool: Any) -> tuple[Any, Any, list[Any], dict[str, Any]]:
+    """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
+    messages, options, images = _to_engine(body, pool)
+    check_vision(pool, body.model, images)
+    return messages, options, images, _answer(body)
 
 
 def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any, list[Any]]:

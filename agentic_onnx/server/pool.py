@@ -6,7 +6,10 @@ to a full queue as `QueueFullError` (HTTP 503 with Retry-After). A request whose
 away is cancelled: taken out of the queue at once, or stopped after its next token.
 
 Each worker keeps a `PrefixCache`, so a request that repeats the previous conversation (agents
-resend the whole history every turn) feeds the model only its new tokens.
+resend the whole history every turn) feeds the model only its new tokens. The cache belongs to
+one tenant at a time (`Job.tenant`, see server.http.tenant): a request from another tenant
+starts from an empty cache, so neither its `cached_tokens` nor its speed can tell it anything
+about another client's prompt.
 
 No web framework here: the HTTP layer hands us messages and options and reads events back
 through an asyncio queue.
@@ -65,7 +68,9 @@ class Job:
     def __init__(self, worker: ModelWorker, messages: Sequence[Message],
                  options: GenerationOptions, loop: asyncio.AbstractEventLoop,
                  tools: Sequence[Any] = (), tool_choice: Any = None,
-                 response_format: Any = None, images: Sequence[Any] = ()) -> None:
+                 response_format: Any = None, images: Sequence[Any] = (),
+                 tenant: str = "") -> None:
+        self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.messages = list(messages)
         self.images = list(images)  # core.vision.ImageInput, where the messages' markers stand
         self.options = options
@@ -105,6 +110,7 @@ class ModelWorker:
         self.model = model
         self.max_queue = max_queue
         self._cache = PrefixCache(model)
+        self._cache_tenant = ""  # whose prompt the KV cache holds
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
@@ -117,7 +123,7 @@ class ModelWorker:
     def submit(self, messages: Sequence[Message], options: GenerationOptions,
                **answer: Any) -> Job:
         """Queue a request, or raise QueueFullError when `max_queue` already wait. `answer`:
-        the Job's tools, tool_choice, response_format and images."""
+        the Job's tools, tool_choice, response_format, images and tenant."""
         job = Job(self, messages, options, asyncio.get_running_loop(), **answer)
         with self._lock:
             if self._admitted >= self.max_queue + 1:
@@ -197,6 +203,9 @@ class ModelWorker:
                                      guidance=guidance)
 
     def _run(self, job: Job) -> None:
+        if job.tenant != self._cache_tenant:  # never reuse (or report) another tenant's prefix
+            self._cache.reset()
+            self._cache_tenant = job.tenant
         stream = self._stream(job)
         texts: list[str] = []
         finish = None
@@ -247,11 +256,25 @@ class ModelWorker:
 class ModelSpec:
     model_id: str
     folder: Any  # core.model_folder.ModelFolder
+    aliases: tuple[str, ...] = ()  # other names a request may use (the alias `serve` was given)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.model_id, *self.aliases)
+
+
+class ModelNotServedError(LookupError):
+    """A request named a model this server does not serve (the API's 404, never another model)."""
+
+    def __init__(self, name: str, served: Sequence[str]) -> None:
+        super().__init__(f"The model {name!r} is not served here; served: {', '.join(served)}.")
+        self.name = name
 
 
 class ModelPool:
     """The models `serve` was started with: loaded in the background, so `/health` can say 503
-    while they load. The first model answers requests for a model name it does not know."""
+    while they load. A request without a model name goes to the first model; one that names a
+    model not served here is refused (ModelNotServedError)."""
 
     def __init__(self, specs: Sequence[ModelSpec], execution_provider: str = "auto",
                  threads: int | None = None, max_queue: int = 16) -> None:
@@ -285,10 +308,17 @@ class ModelPool:
     def wait(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
+    def spec_for(self, name: str | None) -> ModelSpec:
+        """The served model that `name` names (its id or an alias); the first for no name."""
+        if not name:
+            return self.specs[0]
+        for spec in self.specs:
+            if name in spec.names:
+                return spec
+        raise ModelNotServedError(name, [spec.model_id for spec in self.specs])
+
     def worker_for(self, name: str | None) -> ModelWorker:
-        if name and name in self.workers:
-            return self.workers[name]
-        return next(iter(self.workers.values()))
+        return self.workers[self.spec_for(name).model_id]
 
     def status(self) -> list[dict[str, Any]]:
         if not self.ready:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import email.utils
 import json
-import time
+import math
+import re
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from agentic_onnx.router.errors import ProviderError
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 CONNECT_TIMEOUT_CAP_S = 10.0
 MAX_ERROR_BODY = 2000
+MAX_RETRY_AFTER_S = 86_400.0  # a longer hint is not a hint a chat client can act on
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 
 
 @dataclass(frozen=True)
@@ -103,23 +107,41 @@ def error_detail(body: str) -> str | None:
 
 
 def retry_after_seconds(headers: Any) -> float | None:
-    """`retry-after-ms`, else `retry-after` in seconds or as an HTTP date; None if absent."""
+    """`retry-after-ms`, else `retry-after` in seconds or as an HTTP date; None when absent or
+    unusable. A server's hint is only a hint: a value we cannot parse (`soon`), a negative or
+    absurd number (`-5`, `nan`, `1e999`, more than a day), a bad or past HTTP date all count as
+    no hint, so the caller falls back to its own backoff instead of failing."""
     if headers is None:
         return None
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
+    milliseconds = _plausible_seconds(headers.get("retry-after-ms"), scale=1000)
+    if milliseconds is not None:
+        return milliseconds
     value = headers.get("retry-after")
     if not value:
         return None
+    seconds = _plausible_seconds(value)
+    return seconds if seconds is not None else _seconds_until_http_date(value)
+
+
+def _plausible_seconds(value: str | None, scale: float = 1.0) -> float | None:
+    """A delta in seconds (RFC 9110's digits, a decimal fraction tolerated) within a day."""
+    if not value or not _DELTA_SECONDS.fullmatch(value.strip()):
+        return None
+    seconds = float(value.strip()) / scale
+    return seconds if math.isfinite(seconds) and seconds <= MAX_RETRY_AFTER_S else None
+
+
+def _seconds_until_http_date(value: str) -> float | None:
+    """Seconds until an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`); None if it is not one, is
+    in the past, or lies more than a day ahead."""
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": the RFC says UTC
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return seconds if 0 < seconds <= MAX_RETRY_AFTER_S else None
 
 
 def _status_hint(target: HttpTarget, status: int) -> str:

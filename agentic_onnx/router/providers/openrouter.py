@@ -23,9 +23,14 @@ class OpenRouterProvider(OpenAICompatProvider):
     label = "OpenRouter"
 
     def __init__(self, name: str, base_url: str, api_key: str | None, key_env_var: str,
-                 timeout_s: float, headers: dict[str, str] | None = None) -> None:
+                 timeout_s: float, headers: dict[str, str] | None = None,
+                 preferences: dict[str, Any] | None = None) -> None:
         super().__init__(name, [base_url], api_key, key_env_var, timeout_s, local=False,
                          headers={**ATTRIBUTION_HEADERS, **(headers or {})})
+        self._preferences = preferences  # OpenRouter's `provider` routing object
 
     def _payload(self, request: ProviderRequest) -> dict[str, Any]:
-        return {**super()._payload(request), "usage": {"include": True}}
+        payload = {**super()._payload(request), "usage": {"include": True}}
+        if self._preferences:
+            payload["provider"] = dict(self._preferences)
+        return payload
