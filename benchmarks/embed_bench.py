@@ -52,7 +52,7 @@ def build(shape: str) -> Path:
     from transformers import BertConfig, BertModel
 
     shutil.rmtree(folder, ignore_errors=True)
-    (folder / "onnx").mkdir(parents=True)
+    folder.mkdir(parents=True)
     for name in ("tokenizer.json", "modules.json", "sentence_bert_config.json"):
         shutil.copy(FIXTURE / name, folder / name)
     shutil.copytree(FIXTURE / "1_Pooling", folder / "1_Pooling")
@@ -62,24 +62,10 @@ def build(shape: str) -> Path:
     model = BertModel(config, add_pooling_layer=False).eval()
     config.save_pretrained(folder)
     model.save_pretrained(folder / "torch")
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+    from make_embedding_model import export  # the fixture's exporter: one way to export
 
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = model
-
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.ones((2, 8), dtype=torch.int64)
-    torch.onnx.export(Encoder().eval(), (ids, ids, torch.zeros_like(ids)),
-                      str(folder / "onnx" / "model.onnx"), dynamo=False, opset_version=17,
-                      input_names=["input_ids", "attention_mask", "token_type_ids"],
-                      output_names=["last_hidden_state"],
-                      dynamic_axes={n: {0: "b", 1: "t"} for n in
-                                    ("input_ids", "attention_mask", "token_type_ids",
-                                     "last_hidden_state")})
+    export(model, folder)
     return folder
 
 

@@ -1,7 +1,8 @@
 """Loopback fakes of the cloud APIs, speaking their real wire formats to our real client code.
 
 `FakeAnthropic` serves `POST /v1/messages` as Anthropic's Messages SSE stream; `FakeOpenAI`
-serves `POST /v1/chat/completions` (and `/api/v1/...`, as OpenRouter) as chat-completion chunks.
+serves `POST /v1/chat/completions` (and `/api/v1/...`, as OpenRouter) as chat-completion chunks,
+and `POST /v1/embeddings` with `fake_vector`s (kind `json` answers `body` as it is).
 Each request takes the next queued `Behaviour` (or the default, a normal answer), so a test
 scripts faults in order: 429 with retry-after, 529, 500, an error inside the stream, a hang,
 a 401. Every request is counted and recorded (path, headers, JSON body): privacy tests assert
@@ -24,6 +25,7 @@ class Behaviour:
 
     kind: ok | tools | status | error_event | midstream_error | hang | hang_midstream | truncate
     | answer_tool (Anthropic: `chunks` are the input_json of the tool the request forces)
+    | json (embeddings: answer 200 with `body`, however malformed)
     """
 
     kind: str = "ok"
@@ -248,7 +250,8 @@ def _anthropic_error_type(code: int) -> str:
 class FakeOpenAI(FakeServer):
     """OpenAI chat completions (`/v1/chat/completions`) and OpenRouter (`/api/v1/...`)."""
 
-    paths = ("/v1/chat/completions", "/api/v1/chat/completions")
+    paths = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/embeddings",
+             "/api/v1/embeddings")
 
     def __init__(self, openrouter: bool = False) -> None:
         super().__init__()
@@ -275,6 +278,8 @@ class FakeOpenAI(FakeServer):
             return handler._json(behaviour.status, error_body, behaviour.headers)
         if kind == "hang":
             return self.hang(behaviour.hang_s)
+        if handler.path.endswith("/embeddings"):
+            return self._embeddings(handler, behaviour, body)
         handler.start_stream()
         model = body.get("model")
 
@@ -316,3 +321,20 @@ class FakeOpenAI(FakeServer):
                                               "created": 0, "model": model, "choices": [],
                                               "usage": usage}) + "\n\n")
         handler.write("data: [DONE]\n\n")
+
+    def _embeddings(self, handler: Any, behaviour: Behaviour, body: dict[str, Any]) -> None:
+        if behaviour.kind == "json":
+            return handler._json(200, behaviour.body or {})
+        texts = body.get("input") or []
+        data = [{"object": "embedding", "index": index,
+                 "embedding": fake_vector(text, body.get("dimensions") or 4)}
+                for index, text in enumerate(texts)]
+        handler._json(200, {"object": "list", "data": data, "model": body.get("model"),
+                            "usage": {"prompt_tokens": behaviour.usage[0] * len(texts),
+                                      "total_tokens": behaviour.usage[0] * len(texts)}})
+
+
+def fake_vector(text: str, dimensions: int = 4) -> list[float]:
+    """The fake's deterministic embedding of `text`: differs for different texts."""
+    return [float((len(text) + 7 * position + sum(map(ord, text))) % 101) / 100
+            for position in range(dimensions)]

@@ -23,27 +23,27 @@ OPENROUTER_KEY = "sk-or-test-SECRET-fedcba9876543210"
 FAST_RETRY = {"baseDelayMs": 1, "maxDelayMs": 4, "maxRetryAfterMs": 300}
 
 
-@pytest.fixture
-def anthropic_fake() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    fake.expected_key = ANTHROPIC_KEY
+def running(fake: Any, expected_key: str | None = None) -> Iterator[Any]:
+    """A fixture's body: start a loopback fake (insisting on `expected_key`), stop it after."""
+    fake.expected_key = expected_key
+    fake.start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def anthropic_fake() -> Iterator[FakeAnthropic]:
+    yield from running(FakeAnthropic(), ANTHROPIC_KEY)
 
 
 @pytest.fixture
 def openrouter_fake() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(openrouter=True).start()
-    fake.expected_key = OPENROUTER_KEY
-    yield fake
-    fake.stop()
+    yield from running(FakeOpenAI(openrouter=True), OPENROUTER_KEY)
 
 
 @pytest.fixture
 def openai_fake() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI().start()
-    yield fake
-    fake.stop()
+    yield from running(FakeOpenAI())
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.router.config import load_config
+from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.errors import ConfigError
 from agentic_onnx.router.execute import plan_route
 from agentic_onnx.router.rules import RouteFlags
@@ -24,7 +24,7 @@ from agentic_onnx.router.trust import revoke_trust, trust_file_path, trust_proje
 
 from .conftest import run_cli
 from .fake_cloud import FakeAnthropic, FakeOpenAI, FakeServer
-from .router_support import ANTHROPIC_KEY, FAST_RETRY, TINY, route, write_config
+from .router_support import ANTHROPIC_KEY, FAST_RETRY, TINY, route, running, write_config
 
 CORP_KEY = "corp-token-0123456789abcdef"
 KEYS = (CORP_KEY, ANTHROPIC_KEY)
@@ -33,33 +33,23 @@ KEYS = (CORP_KEY, ANTHROPIC_KEY)
 @pytest.fixture
 def cloud_a() -> Iterator[FakeOpenAI]:
     """The user's own OpenAI-compatible endpoint; it insists on the user's key."""
-    fake = FakeOpenAI().start()
-    fake.expected_key = CORP_KEY
-    yield fake
-    fake.stop()
+    yield from running(FakeOpenAI(), CORP_KEY)
 
 
 @pytest.fixture
 def anthropic_a() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    fake.expected_key = ANTHROPIC_KEY
-    yield fake
-    fake.stop()
+    yield from running(FakeAnthropic(), ANTHROPIC_KEY)
 
 
 @pytest.fixture
 def cloud_b() -> Iterator[FakeOpenAI]:
     """The repository's server: accepts anything, records everything."""
-    fake = FakeOpenAI().start()
-    yield fake
-    fake.stop()
+    yield from running(FakeOpenAI())
 
 
 @pytest.fixture
 def anthropic_b() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    yield fake
-    fake.stop()
+    yield from running(FakeAnthropic())
 
 
 @pytest.fixture

@@ -337,3 +337,17 @@ def test_a_head_that_keeps_failing_gives_up_after_bounded_retries(hub: FakeHub):
     error_line(result, ExitCode.PROVIDER_ERROR, "502", "Run the same command again")
     assert len(hub.file_heads(DATA_FILE)) == 3  # MAX_FAILURES_WITHOUT_PROGRESS, then the error
     assert installed() == []
+
+
+def test_an_unreachable_hub_says_so_not_that_a_connection_was_lost():
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nobody listening: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_cli("onnx", "download", MODEL_ID,
+                     env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0"})
+    line = error_line(result, ExitCode.PROVIDER_ERROR, "Cannot reach the model hub",
+                      f"127.0.0.1:{port}", "Connection refused", "HF_ENDPOINT", "HF_HUB_OFFLINE")
+    assert "Lost the connection" not in line and "resumes" not in line
+    assert installed() == []

@@ -4,6 +4,7 @@ and the leftovers of a killed `remove` or download swept away (but never a live 
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,30 @@ def test_a_removed_models_trash_names_its_owner(monkeypatch):
     store.remove_model(MODEL_ID)
     assert len(seen) == 1 and seen[0].startswith(store.TRASH_PREFIX)
     assert seen[0].endswith(f"-{MODEL_ID}") and store.trash_owner(seen[0]) == MODEL_ID
+
+
+# -- models added with `onnx add --path` are first-class ----------------------------------------
+
+
+def test_a_linked_model_is_listed_with_its_size_and_verified(tmp_path):
+    folder = tmp_path / "linked"
+    shutil.copytree(MODELS / "tiny-phi3-fp32", folder)
+    assert run_cli("onnx", "add", "my-linked", "--path", str(folder)).returncode == 0
+    [row] = json.loads(run_cli("onnx", "list", "--json").stdout)
+    expected_size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert (row["id"], row["linked"], row["size_bytes"]) == ("my-linked", True, expected_size)
+    table = run_cli("onnx", "list").stdout
+    assert "my-linked" in table and "linked" in run_cli("onnx", "list", env={"COLUMNS": "200"}).stdout
+    checked = run_cli("onnx", "verify", "my-linked", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["files"] == len([f for f in folder.rglob("*") if f.is_file()])
+
+    (folder / "model.onnx.data").write_bytes(b"\x00" * 64)  # damaged weights: it cannot load
+    damaged = run_cli("onnx", "verify", "my-linked")
+    assert damaged.returncode == ExitCode.VERIFICATION_FAILED and "does not load" in damaged.stderr
+
+    shutil.rmtree(folder)
+    gone = run_cli("onnx", "verify", "my-linked")
+    assert gone.returncode == ExitCode.VERIFICATION_FAILED and "no longer exists" in gone.stderr
+    listed = run_cli("onnx", "list")
+    assert listed.returncode == 0 and "no longer exists" in listed.stderr

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.router.config import load_config, parse_config
+from agentic_onnx.router.config import parse_config
+from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.config_lookup import find_config
 from agentic_onnx.router.config_view import redacted
 from agentic_onnx.router.errors import ConfigError

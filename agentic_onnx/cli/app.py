@@ -14,7 +14,6 @@ from agentic_onnx.cli.chat import chat_command
 from agentic_onnx.cli.config import config_app
 from agentic_onnx.cli.embed import embed_command
 from agentic_onnx.cli.onnx import onnx_app
-from agentic_onnx.cli.options import CliState
 from agentic_onnx.cli.router import router_app
 from agentic_onnx.cli.run import run_command
 from agentic_onnx.cli.serve import serve_command

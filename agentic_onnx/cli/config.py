@@ -51,7 +51,7 @@ def show_command(ctx: typer.Context, config: ConfigOpt = None, json_output: Json
     """Print the effective config (after ${VAR} substitution, defaults and a trusted project
     file), with keys, header values and URL credentials masked."""
     from agentic_onnx.cli import render
-    from agentic_onnx.router.config import load_config
+    from agentic_onnx.router.config_lookup import load_config
     from agentic_onnx.router.config_view import redacted
 
     loaded = load_config(config_option(ctx, config))
@@ -79,7 +79,7 @@ def validate_command(
 ) -> None:
     """Check a config file; exit 2 with the file, JSON path and expectation when invalid."""
     from agentic_onnx.cli import render
-    from agentic_onnx.router.config import load_config
+    from agentic_onnx.router.config_lookup import load_config
 
     loaded = load_config(file or config_option(ctx, config))
     warnings = [*loaded.warnings, *_warnings(loaded)]

@@ -1,4 +1,5 @@
-"""`agentic-onnx embed`: text embeddings from a local encoder, for shell pipelines.
+"""`agentic-onnx embed`: text embeddings from a local encoder (or, with `--provider`, an
+OpenAI-compatible provider of the router: router/embeddings.py), for shell pipelines.
 
 Texts come from the arguments, or one per line of stdin. Plain output is one vector per line
 (a JSON array, so `jq` and any JSON reader take it), in input order; `--json` prints one object
@@ -9,51 +10,51 @@ with the vectors, token usage and which inputs were truncated. Warnings go to st
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated, Any, Optional
 
 import typer
 
 from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, JsonOpt, ThreadsOpt
+from agentic_onnx.cli.router import ConfigOpt, LocalOnlyOpt, PrivacyOpt
 
 DEFAULT_BATCH_SIZE = 32
 
 
 def embed_command(
     texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT...", help="Texts to embed. None: one text per line of stdin.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="An embedding model: a catalog id of kind embedding (see `onnx models`), its alias, or a folder with an ONNX sentence-embedding export.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="An embedding model: a catalog id of kind embedding (see `onnx models`), its alias, or a folder with an ONNX sentence-embedding export. With --provider: the server's model (default: the provider's models.embedding).")] = None,
+    provider: Annotated[Optional[str], typer.Option("--provider", "-p", metavar="NAME", help="onnx (local, the default), or an OpenAI-compatible provider from the config (openai type, ollama, openrouter): its /embeddings.")] = None,
     input_type: Annotated[str, typer.Option("--input-type", metavar="TYPE", help="document | query: which of the model's prefixes to put before each text (for models that use them).")] = "document",
     dimensions: Annotated[Optional[int], typer.Option("--dimensions", metavar="N", help="Cut the vectors to N components and renormalise (only sizes the model was trained for).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Texts per forward pass.")] = DEFAULT_BATCH_SIZE,
     json_output: JsonOpt = False,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    privacy: PrivacyOpt = None,
+    local_only: LocalOnlyOpt = False,
+    config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Embed texts with a local embedding model: one vector per line, or --json."""
+    """Embed texts with a local embedding model (or a provider's /embeddings): one vector per line, or --json."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.embeddings.engine import INPUT_TYPES, load_embedding_model
-    from agentic_onnx.core.embeddings.resolve import resolve_embedding
     from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.router.embeddings import route_embeddings
 
-    if input_type not in INPUT_TYPES:
-        raise UsageError(f"Invalid value for --input-type: {input_type!r}.", "Use document or query.")
     if not 1 <= batch_size <= 4096:
         raise UsageError(f"Invalid value for --batch-size: {batch_size} is not between 1 and 4096.")
     inputs = _inputs(texts)
-    folder = resolve_embedding(model)
-    loaded = load_embedding_model(folder, execution_provider, threads)
-    started = time.perf_counter()
-    result = loaded.embed(inputs, input_type=input_type, dimensions=dimensions,
-                          batch_size=batch_size)
-    seconds = time.perf_counter() - started
-    if (note := result.truncation_note()) is not None:
+    run = route_embeddings(inputs, provider=provider, model=model, privacy=privacy,
+                           local_only=local_only, config_path=config, input_type=input_type,
+                           dimensions=dimensions, on_notice=render.warning,
+                           execution_provider=execution_provider, threads=threads,
+                           batch_size=batch_size)
+    if run.result is not None and (note := run.result.truncation_note()) is not None:
         render.warning(note)
     if json_output:
-        render.print_json(_json(loaded, result, seconds))
+        render.print_json(_json(run) if run.result is not None else _provider_json(run))
         return
     out = sys.stdout
-    for row in result.vectors:
+    for row in run.vectors:
         out.write(vector_text(row) + "\n")
     out.flush()
 
@@ -77,12 +78,29 @@ def vector_text(row: Any) -> str:
     return "[" + ",".join(f"{float(x):.9g}" for x in row) + "]"
 
 
-def _json(loaded: Any, result: Any, seconds: float) -> dict[str, Any]:
+def _json(run: Any) -> dict[str, Any]:
+    """The local engine's object: per-input token counts and truncation."""
+    result, loaded = run.result, run.engine
     data = [{"index": i, "tokens": result.token_counts[i], "truncated": i in result.truncated,
-             "embedding": [float(f"{float(x):.9g}") for x in row]}
-            for i, row in enumerate(result.vectors)]
-    return {"model": loaded.model_id, "dimension": int(result.vectors.shape[1]),
+             "embedding": _floats(row)} for i, row in enumerate(result.vectors)]
+    return {"provider": run.provider, "model": loaded.model_id,
+            "dimension": int(result.vectors.shape[1]),
             "execution_provider": loaded.execution_provider, "max_tokens": result.max_tokens,
             "data": data, "truncated": result.truncated,
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
-            "seconds": round(seconds, 4)}
+            "seconds": round(run.seconds, 4)}
+
+
+def _provider_json(run: Any) -> dict[str, Any]:
+    """A provider's object: what it reported (usage may be null), cost and attempts."""
+    tokens = run.prompt_tokens
+    return {"provider": run.provider, "model": run.model, "dimension": run.dimension,
+            "local": run.local, "private": run.private,
+            "data": [{"index": i, "embedding": _floats(row)} for i, row in enumerate(run.vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "cost_usd": run.cost_usd, "seconds": round(run.seconds, 4),
+            "attempts": [attempt.to_json() for attempt in run.attempts]}
+
+
+def _floats(row: Any) -> list[float]:
+    return [float(f"{float(x):.9g}") for x in row]

@@ -117,6 +117,7 @@ def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_view import installed_table
     from agentic_onnx.core.leftovers import sweep_leftovers
+    from agentic_onnx.core.linked_models import linked_models
     from agentic_onnx.core.store import installed_models
 
     sweep_leftovers()  # what a killed remove or download left behind
@@ -124,12 +125,16 @@ def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
              "repo": m.repo, "subfolder": m.subfolder, "revision": m.revision, "commit": m.commit,
              "execution_provider": m.execution_provider, "precision": m.precision,
              "origin": m.origin, "downloaded_at": m.downloaded_at, "last_used_at": m.last_used_at,
-             "kind": m.kind}
+             "kind": m.kind, "linked": False}
             for m, path in installed_models()]
+    rows += [model.to_json() for model in linked_models()]  # `onnx add --path`: used in place
     if json_output:
         render.print_json(rows)
     elif rows:
         render.print_table(installed_table(rows))
+        for row in rows:
+            if row.get("problem"):
+                render.warning(f"{row['id']}: {row['problem']} ({row['path']}).")
     else:
         render.note("No models installed. Try `agentic-onnx onnx models`, then "
                     "`agentic-onnx onnx download ID`.")
@@ -173,10 +178,20 @@ def remove_command(model_id: ModelIdArg, yes: YesOpt = False, debug: DebugOpt = 
 
 
 def verify_command(model_id: ModelIdArg, json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Re-check the SHA-256 of every file of an installed model against its manifest."""
+    """Re-check the SHA-256 of every file of an installed model against its manifest; for a
+    model added with `onnx add --path`: its files are readable, its config valid, and it loads."""
     from agentic_onnx.cli import render
+    from agentic_onnx.core.linked_models import is_linked, verify_linked
     from agentic_onnx.core.store import verify_model
 
+    if is_linked(model_id):
+        check = verify_linked(model_id)
+        if json_output:
+            render.print_json(check.to_json())
+        else:
+            print(f"{model_id}: {check.files} files readable, loads on "
+                  f"{check.execution_provider} ({check.model.path}) OK")
+        return
     manifest = verify_model(model_id)
     if json_output:
         render.print_json({"id": manifest.id, "ok": True, "files": len(manifest.files),

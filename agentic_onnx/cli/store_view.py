@@ -20,10 +20,10 @@ from rich.table import Table
 
 from agentic_onnx.cli import render
 from agentic_onnx.core.download import DownloadListener, RemoteFile
+from agentic_onnx.core.execution_provider import EP_LABELS
 from agentic_onnx.core.speed_estimate import format_rate
 from agentic_onnx.core.store import format_bytes
 
-EP_LABELS = {"cuda": "CUDA", "dml": "DirectML", "webgpu": "WebGPU", "cpu": "CPU"}
 
 
 def catalog_table(rows: list[dict[str, Any]]) -> Table:
@@ -88,15 +88,22 @@ def _capability(row: dict[str, Any], name: str) -> str:
 
 
 def installed_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Installed models", title_justify="left")
-    for column in ("id", "EP", "size", "revision", "last used", "path"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+    """Installed and linked models; low-value columns give way to fit the terminal."""
+    columns = [render.Column("id", "left"), render.Column("EP", "left"), render.Column("size"),
+               render.Column("revision", "left", drop_order=2),
+               render.Column("last used", "left", drop_order=1),
+               render.Column("path", "left", drop_order=3)]
+    table_rows = []
     for row in rows:
-        revision = f"{row['revision']} ({row['commit'][:7]})"
-        table.add_row(row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"),
-                      format_bytes(row["size_bytes"]), revision,
-                      (row["last_used_at"] or "never")[:16].replace("T", " "), row["path"])
-    return table
+        if row.get("linked"):
+            revision, used = "linked", "-"
+        else:
+            revision = f"{row['revision']} ({row['commit'][:7]})"
+            used = (row["last_used_at"] or "never")[:16].replace("T", " ")
+        size = "?" if row["size_bytes"] is None else format_bytes(row["size_bytes"])
+        table_rows.append([row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"), size,
+                           revision, used, row["path"]])
+    return render.fitted_table("Installed models", columns, table_rows)
 
 
 class DownloadProgressView(DownloadListener):

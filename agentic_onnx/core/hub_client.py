@@ -11,6 +11,7 @@ continue a file left by an earlier run with an HTTP Range request.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,8 +179,23 @@ class HubClient:
         except HfHubHTTPError as error:
             status = error.response.status_code if error.response is not None else "an error"
             raise DownloadError(f"The hub answered {status} for {what}.", rerun) from error
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+            # Nothing was ever connected (DNS failure, refused, no route): not a lost connection.
+            raise DownloadError(
+                f"Cannot reach the model hub at {self.endpoint} ({_reason(error)}).",
+                "Check the network and proxy settings (HTTPS_PROXY), and HF_ENDPOINT if you use a "
+                "mirror; installed models keep working offline (HF_HUB_OFFLINE=1).") from error
         except (httpx2.TransportError, ShortRead) as error:
             raise DownloadError(f"Lost the connection to {self.endpoint} ({error}).", rerun) from error
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's words (`Name or service not known`, `Connection refused`)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = str(error).strip()
+    match = re.search(r"\[Errno -?\d+\] (.+)", text)
+    return (match.group(1) if match else text or type(error).__name__)[:120]
 
 
 class ShortRead(Exception):

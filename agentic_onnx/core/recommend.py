@@ -16,6 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from agentic_onnx.core.catalog import Catalog, CatalogEntry
+from agentic_onnx.core.execution_provider import EP_LABELS
 from agentic_onnx.core.speed_estimate import (
     GPU_BANDWIDTH_UNKNOWN_GBPS,
     USABLE_TOKENS_PER_S,
@@ -28,7 +29,6 @@ from agentic_onnx.core.speed_estimate import (
 
 GIB = 2**30
 EP_RANK = {"cuda": 0, "dml": 1, "webgpu": 2, "cpu": 3}
-EP_NAMES = {"cuda": "CUDA", "dml": "DirectML", "webgpu": "WebGPU", "cpu": "CPU"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def fit(entry: CatalogEntry, facts: MachineFacts) -> Fit:
     if ep == "cpu":
         return Fit(True, "runs on the CPU")
     if ep not in facts.execution_providers:
-        return Fit(False, f"{EP_NAMES[ep]} not available")
+        return Fit(False, f"{EP_LABELS[ep]} not available")
     if ep == "cuda":
         vram, need = facts.cuda_vram_bytes, entry.requirements.min_vram_gb
         if vram == 0:
@@ -125,7 +125,7 @@ def fit(entry: CatalogEntry, facts: MachineFacts) -> Fit:
         if vram < need * GIB * 0.95:
             return Fit(False, f"needs {need:g} GiB VRAM (has {vram / GIB:.1f})")
         return Fit(True, f"a CUDA GPU with {vram / GIB:.0f} GiB is usable")
-    return Fit(True, f"{EP_NAMES[ep]} is available")
+    return Fit(True, f"{EP_LABELS[ep]} is available")
 
 
 def recommend(catalog: Catalog, facts: MachineFacts, installed: Collection[str]) -> Choice:

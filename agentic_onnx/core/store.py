@@ -187,13 +187,20 @@ def installed_models() -> list[tuple[Manifest, Path]]:
     return found
 
 
-def write_json_atomic(path: Path, data: object) -> None:
+def write_json_atomic(path: Path, data: object, mode: int | None = None) -> None:
     """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n", mode)
+
+
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write `text` to a temp file in the same folder (with `mode`, when given, before it holds
+    anything), fsync, then rename it over `path`: readers see the old file or the new one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -13,10 +13,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -30,24 +28,15 @@ from pydantic import (
 from agentic_onnx.router.config_compat import apply_named_providers, named_provider
 from agentic_onnx.router.config_secrets import register_config_secrets, register_substituted
 from agentic_onnx.router.errors import ConfigError
+from agentic_onnx.router.provider_kinds import (
+    DEFAULT_BASE_URLS,
+    KEY_ENV_VARS,
+    PROVIDER_TYPES,
+    is_loopback_url,
+)
 from agentic_onnx.router.secrets import redact
 from agentic_onnx.router.substitution import REFERENCE, join_path, substitute
 
-PROVIDER_TYPES = ("onnx", "anthropic", "openrouter", "openai")
-KEY_ENV_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
-DEFAULT_BASE_URLS = {
-    "anthropic": "https://api.anthropic.com",
-    "openrouter": "https://openrouter.ai/api/v1",
-}
-DEFAULT_MODELS = {
-    "onnx": {},
-    "anthropic": {"default": "claude-sonnet-4-5", "fast": "claude-haiku-4-5",
-                  "advanced": "claude-opus-4-1"},
-    "openrouter": {"default": "anthropic/claude-sonnet-4.5",
-                   "fast": "meta-llama/llama-3.1-8b-instruct",
-                   "advanced": "anthropic/claude-opus-4.1"},
-    "openai": {},
-}
 ROUTING_MODES = ("rule-based", "cost-optimized", "performance-optimized", "quality-optimized",
                  "manual")
 
@@ -241,17 +230,6 @@ def provider_kind(name: str, entry: ProviderConfig | None) -> str:
     return name if name in PROVIDER_TYPES else "openai"
 
 
-def is_loopback_url(url: str) -> bool:
-    """True for http(s) URLs on 127.0.0.0/8, ::1 or `localhost`."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_provider(name: str, entry: ProviderConfig) -> None:
     kind = provider_kind(name, entry)
     if entry.type is None and name not in PROVIDER_TYPES:
@@ -415,10 +393,3 @@ def _json_path(loc: tuple[Any, ...]) -> str:
         else:
             parts = join_path(parts, str(item))
     return parts
-
-
-def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
-    """Find, read, substitute, trust-check, layer and validate (config_lookup.load_config)."""
-    from agentic_onnx.router.config_lookup import load_config as load
-
-    return load(explicit)

@@ -16,11 +16,10 @@ agentic-flow users drop their file in. Two things make that work:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from agentic_onnx.router.config import RouterConfig
+from agentic_onnx.router.provider_kinds import PROVIDER_TYPES, is_loopback_url
 
 DOCS = "docs/router.md"
 
@@ -85,16 +84,12 @@ def _named_entry(name: str, entry: dict[str, Any], defaults: bool,
     if not entry.get("baseUrl") and not entry.get("baseUrls"):
         entry["baseUrl"] = preset.base_url
     if may_be_local and preset.local and "local" not in entry:
-        from agentic_onnx.router.config import is_loopback_url
-
         urls = entry.get("baseUrls") or [entry.get("baseUrl")]
         entry["local"] = all(isinstance(url, str) and is_loopback_url(url) for url in urls)
     return entry
 
 
 def _is_known_type(name: str) -> bool:
-    from agentic_onnx.router.config import PROVIDER_TYPES
-
     return name in PROVIDER_TYPES
 
 
@@ -127,7 +122,7 @@ _PROVIDER = (("rateLimit", "rate_limit"), ("gpuLayers", "gpu_layers"),
              ("contextWindow", "context_window"), ("localInference", "local_inference"))
 
 
-def unused_keys(config: RouterConfig) -> list[str]:
+def unused_keys(config: Any) -> list[str]:
     """The agentic-flow keys present in `config` that change nothing yet, in file order."""
     found: list[str] = []
     for name in config.providers:
@@ -144,7 +139,7 @@ def unused_keys(config: RouterConfig) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def unused_keys_warning(config: RouterConfig) -> str | None:
+def unused_keys_warning(config: Any) -> str | None:
     keys = unused_keys(config)
     if not keys:
         return None

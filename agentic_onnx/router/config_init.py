@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -72,17 +71,9 @@ def _back_up(path: Path) -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from agentic_onnx.core.store import write_text_atomic
+
+    write_text_atomic(path, text, FILE_MODE)  # 0600 before a byte is written
 
 
 def _shadowed(path: Path) -> list[str]:

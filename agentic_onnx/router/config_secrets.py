@@ -8,13 +8,10 @@ secret too, unless it only names the host and port (`http://${VLLM_HOST}/v1`).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from agentic_onnx.router.secrets import register_secret, url_secrets
-
-if TYPE_CHECKING:
-    from agentic_onnx.router.config import LoadedConfig
 
 
 def register_substituted(data: dict[str, Any], taken: list[tuple[str, str]]) -> None:
@@ -26,8 +23,9 @@ def register_substituted(data: dict[str, Any], taken: list[tuple[str, str]]) -> 
             register_secret(value)
 
 
-def register_config_secrets(loaded: LoadedConfig) -> None:
-    """Every key, header value and URL credential of the config, for `secrets.redact`."""
+def register_config_secrets(loaded: Any) -> None:
+    """Every key, header value and URL credential of the config, for `secrets.redact`.
+    `loaded` is a router.config.LoadedConfig (not imported: config imports this module)."""
     for name in loaded.config.provider_names():
         entry = loaded.config.entry(name)
         register_secret(loaded.api_key(name))

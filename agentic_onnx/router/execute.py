@@ -18,7 +18,8 @@ from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.events import StreamEvent
 from agentic_onnx.core.options import GenerationOptions
 from agentic_onnx.core.response import Response
-from agentic_onnx.router.config import LoadedConfig, load_config
+from agentic_onnx.router.config import LoadedConfig
+from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.costs import ModelPrice, cost_usd, lookup_price
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor, RetryPolicy
 from agentic_onnx.router.providers import Provider, ProviderRequest, build_provider

@@ -30,14 +30,8 @@ from typing import Any
 
 from agentic_onnx.core.errors import UsageError
 from agentic_onnx.router.complexity import estimate_complexity
-from agentic_onnx.router.config import (
-    DEFAULT_MODELS,
-    PROVIDER_TYPES,
-    Action,
-    Condition,
-    Rule,
-    RouterConfig,
-)
+from agentic_onnx.router.config import Action, Condition, Rule, RouterConfig
+from agentic_onnx.router.provider_kinds import DEFAULT_MODELS, PROVIDER_TYPES
 from agentic_onnx.router.costs import lookup_price
 
 

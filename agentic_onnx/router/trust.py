@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,20 +101,11 @@ def _write(entries: dict[str, TrustEntry]) -> None:
 
 
 def _write_atomically(path: Path, entries: dict[str, TrustEntry]) -> None:
+    from agentic_onnx.core.store import write_json_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"version": 1, "trusted": [entry.to_json() for entry in
-                                      sorted(entries.values(), key=lambda entry: entry.path)]}
-    handle, temporary = tempfile.mkstemp(prefix=".trusted-configs-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, {"version": 1, "trusted": [
+        entry.to_json() for entry in sorted(entries.values(), key=lambda entry: entry.path)]})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from agentic_onnx.router.config import KEY_ENV_VARS, LoadedConfig
+from agentic_onnx.router.config import LoadedConfig
+from agentic_onnx.router.provider_kinds import KEY_ENV_VARS
 from agentic_onnx.router.config_compat import named_provider
 from agentic_onnx.router.providers.base import Provider, ProviderRequest
 

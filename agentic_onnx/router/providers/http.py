@@ -1,4 +1,5 @@
-"""Server-sent events over HTTP for the cloud providers, with one error policy for all of them.
+"""HTTP for the cloud providers (server-sent events, and plain JSON answers such as
+`/embeddings`), with one error policy for all of them.
 
 httpx2 (already installed: huggingface_hub depends on it) is imported only when a request is
 made. Transport failures and HTTP statuses become `ProviderError`s:
@@ -12,8 +13,9 @@ import email.utils
 import json
 import math
 import re
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from agentic_onnx.router.errors import ProviderError
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 CONNECT_TIMEOUT_CAP_S = 10.0
 MAX_ERROR_BODY = 2000
+MAX_JSON_BODY = 256 * 1024 * 1024  # 2,048 vectors of 3,072 floats as text fit well inside
 MAX_RETRY_AFTER_S = 86_400.0  # a longer hint is not a hint a chat client can act on
 _DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 
@@ -48,7 +51,7 @@ def sse_events(client: Any, target: HttpTarget, url: str, headers: dict[str, str
     """
     import httpx2
 
-    try:
+    with transport_errors(target):
         with client.stream("POST", url, json=payload,
                            headers={"accept": "text/event-stream", **headers}) as response:
             if response.status_code >= 400:
@@ -60,6 +63,42 @@ def sse_events(client: Any, target: HttpTarget, url: str, headers: dict[str, str
                 response.read()
                 raise body_error(target, response.text, response.status_code)
             yield from httpx2.EventSource(response)
+
+
+def post_json(client: Any, target: HttpTarget, url: str, headers: dict[str, str],
+              payload: dict[str, Any], max_bytes: int = MAX_JSON_BODY) -> Any:
+    """POST `payload` and return the decoded JSON answer (a request that does not stream).
+    The same error policy as `sse_events`; a body over `max_bytes`, or one that is not JSON,
+    is a ProviderError too (the server is not trusted to be well-behaved)."""
+    with transport_errors(target):
+        with client.stream("POST", url, json=payload,
+                           headers={"accept": "application/json", **headers}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise status_error(target, response.status_code, response.text,
+                                   response.headers)
+            body = bytearray()
+            for part in response.iter_bytes():
+                body += part
+                if len(body) > max_bytes:
+                    raise ProviderError(target.provider, f"{target.label} sent more than "
+                                        f"{max_bytes // 2**20} MiB.", "Send fewer inputs.",
+                                        status=response.status_code)
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ProviderError(target.provider, f"{target.label} answered with a body that is "
+                            "not JSON.", "Check that baseUrl points at an OpenAI-compatible "
+                            "API.", status=response.status_code) from None
+
+
+@contextmanager
+def transport_errors(target: HttpTarget) -> Iterator[None]:
+    """Timeouts and connection failures as retryable ProviderErrors."""
+    import httpx2
+
+    try:
+        yield
     except httpx2.TimeoutException as error:
         raise ProviderError(target.provider,
                             f"{target.label} timed out ({type(error).__name__}).",

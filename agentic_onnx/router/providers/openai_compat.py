@@ -5,6 +5,7 @@ Several base URLs are balanced by least in-flight requests (process-wide, so `se
 share the count); a retry avoids the URL that just failed when another is free. The stream is
 `data: {chunk}` lines ending with `data: [DONE]`; usage arrives in the last chunk
 (`stream_options.include_usage`); an `error` object may arrive inside a 200 stream.
+`embed` posts to the same server's `/embeddings` (router/embeddings.py is its caller).
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Any
 
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.router.config import is_loopback_url
+from agentic_onnx.router.provider_kinds import is_loopback_url
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import Provider, ProviderRequest, refuse_images
 from agentic_onnx.router.providers.http import (
     RETRYABLE_STATUSES,
     HttpTarget,
     make_client,
+    post_json,
     sse_events,
+)
+from agentic_onnx.router.providers.openai_embeddings import (
+    EmbeddingsReply,
+    embeddings_payload,
+    parse_embeddings,
 )
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -90,10 +97,28 @@ class OpenAICompatProvider(Provider):
     def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
         self.prepare(request)
         self.reported_cost_usd = None
+        with self._balanced_url() as url:
+            yield from self._stream_from(url, request)
+
+    def embed(self, texts: Sequence[str], model: str, *, dimensions: int | None = None,
+              input_type: str | None = None) -> EmbeddingsReply:
+        """POST `{baseUrl}/embeddings` (OpenAI's format) for at most 2,048 texts; the answer
+        is checked (openai_embeddings.parse_embeddings). Call `prepare` first."""
+        if self._client is None:
+            self._client = make_client(self._timeout_s)
+        payload = embeddings_payload(texts, model, dimensions, input_type)
+        with self._balanced_url() as url:
+            body = post_json(self._client, self._target, f"{url}/embeddings",
+                             self._request_headers(), payload)
+        return parse_embeddings(body, len(texts), self._target, dimensions)
+
+    @contextmanager
+    def _balanced_url(self) -> Iterator[str]:
+        """The base URL for one request (least in flight); remembers a failed one."""
         url = BALANCER.acquire(self._urls, avoid=self._last_failed)
         self.last_url = url
         try:
-            yield from self._stream_from(url, request)
+            yield url
             self._last_failed = None
         except ProviderError:
             self._last_failed = url
