@@ -327,3 +327,15 @@ def test_vision_entries_are_marked_and_shown():
     rows = models_table_column(table, "vision")
     assert rows["phi-3.5-vision-cpu"] == rows["phi-3.5-vision-gpu"] == "yes"
     assert rows["phi-3.5-mini-cpu"] == "-"
+
+
+def test_the_download_offer_gives_an_eta_once_a_download_speed_is_known():
+    from agentic_onnx.core import download_rate
+
+    mini = load_catalog().get("phi-3-mini-4k-cpu")
+    download_rate.record(64 * 1024, 1.0)  # too small to say anything about the link: ignored
+    assert "last download" not in download_summary(mini, TWO_CORES_24G, 50_000_000_000)
+    download_rate.record(50_000_000, 10.0)  # 5 MB/s
+    assert download_summary(mini, TWO_CORES_24G, 50_000_000_000) == (
+        f"2.7 GB; 47.3 GB free after; ~{mini.size_bytes / 5e6 / 60:.0f} min at your last "
+        "download's speed (5.0 MB/s); ~11 tok/s here")

@@ -351,3 +351,13 @@ def test_an_unreachable_hub_says_so_not_that_a_connection_was_lost():
                       f"127.0.0.1:{port}", "Connection refused", "HF_ENDPOINT", "HF_HUB_OFFLINE")
     assert "Lost the connection" not in line and "resumes" not in line
     assert installed() == []
+
+
+def test_a_download_remembers_its_speed_for_the_next_offer(hub: FakeHub):
+    from agentic_onnx.core.download_rate import last_rate
+
+    assert last_rate() is None
+    assert run_cli("onnx", "download", MODEL_ID).returncode == 0
+    fetched = sum(f.stat().st_size for f in FIXTURE.iterdir())
+    assert last_rate() is not None and last_rate() > 0
+    assert fetched >= 128 * 1024  # enough bytes to be measured at all

@@ -13,6 +13,7 @@ See docs/store.md.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from agentic_onnx.core import download_rate
 from agentic_onnx.core.catalog import HubModel
 from agentic_onnx.core.errors import InvalidModelError, StoreError, VerificationError
 from agentic_onnx.core.hub_client import HubClient, RemoteFile
@@ -104,8 +106,10 @@ def _download_locked(source: HubModel, requested: str, force: bool,
         done_bytes = staging.bytes_present(files)
         check_free_space(sum(f.size for f in files) - done_bytes, store_dir())
         listener.plan(files, sum(f.size for f in files), done_bytes)
+        started = time.perf_counter()
         for remote in files:
             _fetch(hub, remote, commit, staging, listener)
+        download_rate.record(staging.fetched_bytes, time.perf_counter() - started)
         manifest = _install(source, requested, commit, files, staging)
     return DownloadResult(manifest, model_dir(source.id), downloaded_bytes=staging.fetched_bytes,
                           resumed_bytes=done_bytes)

@@ -228,12 +228,17 @@ def choose_variant(catalog: Catalog, family: str, facts: MachineFacts,
 
 
 def download_summary(entry: CatalogEntry, facts: MachineFacts, free_bytes: int | None) -> str:
-    """What a download offer states: size, free disk after it, and the decode rate here."""
+    """What a download offer states: size, free disk after it, how long it should take (at the
+    last download's speed, once one was measured), and the decode rate here."""
+    from agentic_onnx.core.download_rate import eta_text, last_rate
     from agentic_onnx.core.store import format_bytes
 
     parts = [format_bytes(entry.size_bytes)]
     if free_bytes is not None:
         parts.append(f"{format_bytes(max(0, free_bytes - entry.size_bytes))} free after")
+    eta = eta_text(entry.size_bytes, last_rate())
+    if eta is not None:
+        parts.append(eta)
     rate = estimate(entry, facts)
     if rate is not None:
         slow = "" if rate.usable else f" (slow: under {USABLE_TOKENS_PER_S:g})"
