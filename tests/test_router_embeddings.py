@@ -133,6 +133,14 @@ def test_a_local_provider_on_loopback_is_allowed_under_privacy(tmp_path, myserve
     assert (row["private"], row["local"], row["cost_usd"]) == (1, 1, 0.0)
 
 
+def test_agentic_flow_ollama_preset_is_local_under_privacy(tmp_path, bystander):
+    data = {"providers": {"ollama": {"baseUrl": bystander.base_url}}, "localOnly": True}
+    run = route_embeddings(TEXTS, provider="ollama", model="nomic-embed-text",
+                           config_path=str(write_config(tmp_path, data, "router.config.json")))
+    assert run.vectors == [fake_vector(text) for text in TEXTS] and run.local and run.private
+    assert bystander.requests[0]["body"]["model"] == "nomic-embed-text"
+
+
 MALFORMED = {
     "too few": {"data": [{"index": 0, "embedding": [0.1, 0.2]}]},
     "not a list": {"data": {"index": 0}},

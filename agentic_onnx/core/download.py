@@ -24,7 +24,11 @@ from pydantic import BaseModel, ValidationError
 from agentic_onnx.core import download_rate
 from agentic_onnx.core.catalog import HubModel
 from agentic_onnx.core.errors import InvalidModelError, StoreError, VerificationError
-from agentic_onnx.core.hub_client import HubClient, RemoteFile
+from agentic_onnx.core.hub_client import (  # DownloadListener: re-exported for the CLI
+    DownloadListener,
+    HubClient,
+    RemoteFile,
+)
 from agentic_onnx.core.leftovers import sweep_leftovers
 from agentic_onnx.core.local_files import local_files
 from agentic_onnx.core.model_folder import GENAI_CONFIG, open_model_folder
@@ -59,17 +63,6 @@ class DownloadResult:
     already_installed: bool = False
     downloaded_bytes: int = 0
     resumed_bytes: int = 0  # bytes that an earlier, interrupted run had already fetched
-
-
-class DownloadListener:
-    """What a download reports as it goes; the CLI renders it. Every method is optional."""
-
-    def waiting_for_lock(self, model_id: str) -> None: ...
-    def plan(self, files: list[RemoteFile], total_bytes: int, done_bytes: int) -> None: ...
-    def file_started(self, file: RemoteFile, resume_from: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...  # negative when a server ignored our Range
-    def retrying(self, file: RemoteFile, error: str) -> None: ...
-    def verifying(self, file: RemoteFile) -> None: ...
 
 
 class _State(BaseModel):

@@ -17,15 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from agentic_onnx.core.catalog import HubModel
 from agentic_onnx.core.errors import DownloadError, ModelNotFoundError, VerificationError
 from agentic_onnx.core.store import partial_dir, safe_join
-
-if TYPE_CHECKING:
-    from agentic_onnx.core.download import DownloadListener
 
 MAX_FAILURES_WITHOUT_PROGRESS = 3
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -39,6 +35,17 @@ class RemoteFile:
     size: int
     lfs_sha256: str | None  # the LFS oid: the SHA-256 of the content
     blob_id: str  # the git object id (SHA-1 of "blob <size>\0<content>")
+
+
+class DownloadListener:
+    """What a download reports as it goes; the CLI renders it. Every method is optional."""
+
+    def waiting_for_lock(self, model_id: str) -> None: ...
+    def plan(self, files: list[RemoteFile], total_bytes: int, done_bytes: int) -> None: ...
+    def file_started(self, file: RemoteFile, resume_from: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...  # negative when a server ignored our Range
+    def retrying(self, file: RemoteFile, error: str) -> None: ...
+    def verifying(self, file: RemoteFile) -> None: ...
 
 
 class HubClient:

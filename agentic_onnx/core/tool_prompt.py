@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentic_onnx.core.tools import CALL_CLOSE, CALL_OPEN, MARKER, Tool, ToolChoice
+from agentic_onnx.core.tool_spec import CALL_CLOSE, CALL_OPEN, MARKER, Tool, ToolChoice
 
 INSTRUCTIONS = (
     'To call a tool, reply only <tool_call>\n{"name":NAME,"arguments":{...}}\n</tool_call>; '

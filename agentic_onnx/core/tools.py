@@ -22,10 +22,21 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.tool_spec import (  # re-exported: the names callers know tools by
+    AUTO,
+    CALL_CLOSE,
+    CALL_OPEN,
+    MARKER,
+    Tool,
+    ToolChoice,
+)
+
+__all__ = ["AUTO", "CALL_CLOSE", "CALL_OPEN", "MARKER", "Tool", "ToolCallReader", "ToolChoice",
+           "check_reply", "guidance", "load_tools", "parse_tool_choice", "parse_tools",
+           "stream_with_tools"]
 from agentic_onnx.core.structured import (
     COMPACT_LAYOUT,
     Guidance,
@@ -43,38 +54,7 @@ if TYPE_CHECKING:
     from agentic_onnx.core.options import GenerationOptions
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MARKER = "<tool_call>"
-CALL_OPEN = "<tool_call>\n"
-CALL_CLOSE = "\n</tool_call>"
 _COMPACT_CALL = re.compile(r'^\{"name":"([A-Za-z0-9_-]+)","arguments":(.*)\}$', re.DOTALL)
-ChoiceMode = Literal["auto", "none", "required", "named"]
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-    def to_openai(self) -> dict[str, Any]:
-        return {"type": "function", "function": {"name": self.name,
-                                                 "description": self.description,
-                                                 "parameters": self.parameters}}
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    """`auto` (text or a call), `none` (text only), `required` (a call to any tool) or `named`
-    (a call to the tool `name`)."""
-
-    mode: ChoiceMode = "auto"
-    name: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.name if self.mode == "named" and self.name else self.mode
-
-
-AUTO = ToolChoice()
 
 
 # -- loading and validating -----------------------------------------------------------------

@@ -27,8 +27,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from agentic_onnx.core.errors import PromptTooLongError, UsageError
 
 if TYPE_CHECKING:
-    from agentic_onnx.core.engine import LoadedModel
     from agentic_onnx.core.model_folder import ModelFolder
+
+# `loaded` arguments below are core.engine.LoadedModel: not imported, since the engine imports
+# this module (one direction only).
+LoadedModel = Any
 
 IMAGE_MARKER = "\u2063<image>\u2063"  # invisible separators: never typed by accident
 DEFAULT_MAX_IMAGE_PIXELS = 1280 * 28 * 28  # Qwen-type processors: at most ~1,280 image tokens

@@ -89,7 +89,8 @@ def route_embeddings(texts: Sequence[str], *, provider: str | None = None,
 
     notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda _: None)
     if input_type not in INPUT_TYPES:
-        raise UsageError(f"Invalid value for --input-type: {input_type!r}.", "Use document or query.")
+        raise UsageError(f"Invalid value for --input-type: {input_type!r}.",
+                         "Use document or query.")
     route = plan_embeddings(provider, model, privacy, local_only, config_path, notice)
     if route.kind == "onnx":
         return _embed_locally(texts, route, input_type, dimensions, execution_provider,
@@ -185,7 +186,11 @@ def _embed_remotely(texts: Sequence[str], route: EmbeddingsRoute, input_type: st
         private=route.private, policy_for=lambda _: _retry_policy(loaded, name),
         max_retries_for=lambda _: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
-    executor.prepare_first()  # a missing key fails here: nothing sent, no usage row
+    try:
+        executor.prepare_first()  # a missing key fails here: nothing sent, no usage row
+    except AgenticError as error:
+        error.details["attempts"] = [attempt.to_json() for attempt in executor.attempts]
+        raise
     run = EmbeddingsRun(name, route.model, [], call.local, route.private, 0.0,
                         attempts=executor.attempts)
     started = time.perf_counter()
@@ -194,6 +199,9 @@ def _embed_remotely(texts: Sequence[str], route: EmbeddingsRoute, input_type: st
         for _ in executor.stream():
             pass
         outcome = "ok"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
     except AgenticError as error:
         error_text = error.one_line()
         error.details["attempts"] = [attempt.to_json() for attempt in executor.attempts]
