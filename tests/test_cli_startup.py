@@ -156,3 +156,13 @@ def test_model_completion_offers_catalog_ids_aliases_and_added_names(tmp_path):
     assert set(complete(f"agentic-onnx serve -m {prefix}")) == {
         name for name in offered if name.startswith(prefix)}
     assert "my-tiny" in complete("agentic-onnx --model my-")
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_model_completion_works_in_zsh_and_fish(shell):
+    env = {**os.environ, "_AGENTIC_ONNX_COMPLETE": f"complete_{shell}",
+           "_TYPER_COMPLETE_ARGS": "agentic-onnx run --model phi-3-mini-4k-c",
+           "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    result = subprocess.run([sys.executable, "-m", "agentic_onnx"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert "phi-3-mini-4k-cpu" in result.stdout and "phi-3-medium" not in result.stdout

@@ -110,7 +110,10 @@ def test_an_embeddings_only_server_refuses_chat_and_a_chat_server_refuses_embedd
     embeddings_only = Server("--model", str(FOLDER), "--threads", "1").start()
     try:
         client = embeddings_only.openai_client()
-        assert client.embeddings.create(model="x", input="hello").model == "tiny-bert-embed"
+        assert client.embeddings.create(model="tiny-bert-embed", input="hello").model == \
+            "tiny-bert-embed"
+        with pytest.raises(openai.NotFoundError, match="not served here"):  # never another model
+            client.embeddings.create(model="text-embedding-3-small", input="hello")
         with pytest.raises(openai.BadRequestError, match="embedding models only"):
             client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
     finally:

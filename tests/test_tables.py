@@ -53,3 +53,16 @@ def test_usage_fits_80_columns_when_piped_and_json_has_all():
     assert "tiny-phi3-fp32" in result.stdout  # the model's name is not cut with an ellipsis
     line = json.loads(run_cli("usage", "--json").stdout)["lines"][0]
     assert {"prompt_tokens", "latency_p50_ms", "saved_usd"} <= set(line)
+
+
+def test_router_benchmark_and_onnx_list_fit_80_columns_when_piped():
+    model = MODELS / "tiny-phi3-fp32"
+    bench = run_cli("router", "benchmark", "--providers", f"onnx:{model}", "-n", "1",
+                    "--max-tokens", "2", env={"COLUMNS": "80"})
+    assert bench.returncode == 0, bench.stderr
+    assert max(map(cell_len, bench.stdout.splitlines())) <= 80 and "tiny-phi3-fp32" in bench.stdout
+    assert run_cli("onnx", "add", "a-linked-model-with-a-long-name", "--path",
+                   str(model)).returncode == 0
+    listed = run_cli("onnx", "list", env={"COLUMNS": "80"})
+    assert max(map(cell_len, listed.stdout.splitlines())) <= 80
+    assert "a-linked-model-with-a-long-name" in listed.stdout

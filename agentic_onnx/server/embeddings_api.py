@@ -116,6 +116,9 @@ def _batcher(state: Any, name: str | None) -> EmbeddingBatcher:
         raise ApiError(400, "invalid_request_error", "This server serves no embedding model; "
                        "start serve with --model and an embedding model (see `onnx models`).",
                        param="model")
+    if name and name not in models.batchers:  # never answered by another model
+        raise ApiError(404, "not_found_error", f"The model {name!r} is not served here; served: "
+                       f"{', '.join(models.batchers)}.", param="model")
     if not models.ready:
         raise ApiError(503, "overloaded_error", "The model is still loading; retry shortly.",
                        retry_after_s=1)
