@@ -13,7 +13,7 @@ import pytest
 
 from agentic_onnx.core.errors import ExitCode, UsageError
 from agentic_onnx.router.embeddings import route_embeddings
-from agentic_onnx.router.errors import MissingKeyError, PrivacyError, ProviderError
+from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.usage import rows
 
 from .conftest import MODELS, run_cli
@@ -106,9 +106,9 @@ def test_a_private_request_to_a_provider_that_is_not_local_is_refused(tmp_path, 
     for flag in ("--local-only", "--privacy=high"):
         result = run_cli("embed", "--provider", "myserver", "--config", str(path), flag,
                          "secret memo", env={"MYSERVER_KEY": KEY})
-        assert result.returncode == ExitCode.PROVIDER_ERROR, result.stderr
-        assert "Refused to send a private embedding request to myserver" in last_error(
-            result.stderr)
+        assert result.returncode == ExitCode.USAGE_ERROR, result.stderr  # as chat refuses it
+        assert "--provider myserver is a cloud provider, but this embedding request is " \
+            "private" in last_error(result.stderr)
     assert myserver.count == 0 and rows() == []
 
 
@@ -118,7 +118,7 @@ def test_every_privacy_source_of_the_config_refuses(tmp_path, myserver, monkeypa
     top = {"config privacy": {"privacy": "high"}, "config localOnly": {"localOnly": True},
            "rule": {"routing": {"rules": [{"condition": {}, "action": {"localOnly": True}}]}}}
     path = write_config(tmp_path, config(myserver, **top[source]))
-    with pytest.raises(PrivacyError, match="nothing was sent"):
+    with pytest.raises(UsageError, match="nothing was sent"):
         embed(path)
     assert myserver.count == 0
 

@@ -133,9 +133,12 @@ def test_usage_command_summarises_and_counts_savings(config):
     assert human.exit_code == 0 and "anthropic" in human.stdout
 
 
-def test_percentile_nearest_rank():
+def test_router_benchmark_percentiles_are_the_benchmarks_own():
+    from agentic_onnx.core import stats
+
     values = [float(v) for v in range(1, 21)]
-    assert percentile(values, 50) == 10.0 and percentile(values, 95) == 19.0
+    assert percentile(values, 50) == stats.percentile(values, 50) == 10.5
+    assert percentile(values, 95) == pytest.approx(19.05)  # rank 18.05 of 0..19: 19 + 0.05
     assert percentile([], 95) is None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agentic_onnx.cli.options import (
+    AdapterOpt,
     DebugOpt,
     ExecutionProviderOpt,
     MaxTokensOpt,
@@ -45,6 +46,7 @@ Ctrl-C stops an answer; the session goes on."""
 
 def chat_command(
     model: ModelOpt = None,
+    adapter: AdapterOpt = None,
     system: SystemOpt = None,
     max_tokens: MaxTokensOpt = None,
     temperature: TemperatureOpt = None,
@@ -71,7 +73,12 @@ def chat_command(
         loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
     for message in loaded.warnings:
         render.warning(message)
-    conversation = Conversation(loaded, system, on_notice=render.warning)
+    adapter_file = None
+    if adapter:
+        from agentic_onnx.core.adapters import adapter_for
+
+        adapter_file = adapter_for(loaded.folder, adapter)
+    conversation = Conversation(loaded, system, on_notice=render.warning, adapter=adapter_file)
     ChatSession(conversation, options).run()
 
 

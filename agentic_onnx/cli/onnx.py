@@ -32,7 +32,7 @@ def info_command(
 
 def _register_commands() -> None:
     """The `onnx` group's map: which function answers which command, in help order."""
-    from agentic_onnx.cli import bench_commands, store_commands
+    from agentic_onnx.cli import bench_commands, import_commands, store_commands
 
     for name, command in (
         ("models", store_commands.models_command),
@@ -41,6 +41,7 @@ def _register_commands() -> None:
         ("remove", store_commands.remove_command),
         ("verify", store_commands.verify_command),
         ("add", store_commands.add_command),
+        ("import", import_commands.import_command),
         ("test", bench_commands.test_command),
         ("benchmark", bench_commands.benchmark_command),
     ):

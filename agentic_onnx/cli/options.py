@@ -41,6 +41,12 @@ def complete_model(incomplete: str) -> list[str]:
         return []
 
 
+AdapterOpt = Annotated[
+    Optional[str],
+    typer.Option("--adapter", metavar="NAME|PATH",
+                 help="A LoRA adapter of the local model (a name from `onnx list`, or an "
+                      ".onnx_adapter file). The model must be LoRA-ready (docs/import.md)."),
+]
 ModelOpt = Annotated[
     Optional[str],
     typer.Option("--model", "-m", metavar="MODEL", autocompletion=complete_model, help="Model: a catalog id (see `onnx models`), a family alias, a name added with `onnx add`, or a path to an onnxruntime-genai model folder. Default: the recommended model for this machine."),

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from agentic_onnx.cli.options import (
+    AdapterOpt,
     DebugOpt,
     ExecutionProviderOpt,
     JsonOpt,
@@ -30,6 +31,7 @@ from agentic_onnx.cli.router import AgentOpt, ComplexityOpt, ConfigOpt, LocalOnl
 def run_command(
     task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TEXT", help="The prompt. '-' (or no --task with piped stdin) reads stdin.")] = None,
     model: ModelOpt = None,
+    adapter: AdapterOpt = None,
     provider: Annotated[Optional[str], typer.Option("--provider", "-p", metavar="NAME", help="onnx (local), anthropic, openrouter or a provider from the config. Default: the router decides.")] = None,
     system: SystemOpt = None,
     max_tokens: MaxTokensOpt = None,
@@ -65,6 +67,11 @@ def run_command(
                             top_k=top_k, seed=seed, stop=stop)
     asked = AnswerSpec.from_options(schema, json_mode, tools, tool_choice)
     images = read_images(image or [], task)
+    if adapter and provider not in (None, "onnx"):
+        from agentic_onnx.core.errors import UsageError
+
+        raise UsageError("--adapter needs a local model.", "Use --provider onnx or drop --adapter.")
+    provider = "onnx" if adapter else provider  # a LoRA adapter is local by nature
     prompt = read_task(task)
     messages = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": prompt})
@@ -77,7 +84,7 @@ def run_command(
         _generate(messages, options, route, execution_provider=execution_provider,
                   threads=threads, json_output=json_output, verbose=verbose, assume_yes=yes,
                   config=config, dry_run=dry_run, log_prompts=log_prompts, asked=asked,
-                  images=images)
+                  images=images, adapter=adapter)
 
 
 def read_images(paths: list[str], task: str | None) -> list[Any]:
@@ -164,7 +171,7 @@ def read_task(task: str | None) -> str:
 def _generate(messages, options, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
               json_output: bool, verbose: bool, assume_yes: bool, config: str | None,
               dry_run: bool, log_prompts: bool, asked: AnswerSpec = AnswerSpec(),
-              images: list[Any] | None = None) -> None:
+              images: list[Any] | None = None, adapter: str | None = None) -> None:
     """Route the request, stream the answer into the right view, check it, report."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_commands import resolve_for_run
@@ -174,7 +181,7 @@ def _generate(messages, options, route, *, execution_provider: str, threads: int
         messages, route, options, config_path=config,
         execution_provider=execution_provider, threads=threads, dry_run=dry_run,
         log_prompts=log_prompts, on_notice=render.warning, **asked.route_kwargs(),
-        images=images or (),
+        images=images or (), adapter=adapter,
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision

@@ -95,8 +95,17 @@ def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
         model_id, aliases = served_names(name, resolution)
         known = specs.get(model_id)
         aliases = tuple(dict.fromkeys((*(known.aliases if known else ()), *aliases)))
-        specs[model_id] = ModelSpec(model_id, resolution.folder, aliases)
+        specs[model_id] = ModelSpec(model_id, resolution.folder, aliases,
+                                    adapters=_adapters_beside(resolution.folder))
     return list(specs.values())
+
+
+def _adapters_beside(folder) -> tuple:  # noqa: ANN001
+    """The LoRA adapters kept with a model (core.adapters), served as BASE:ADAPTER: loaded on
+    first use into the base's own og.Model, so each costs its tensors, not another base."""
+    from agentic_onnx.core.adapters import installed_adapters
+
+    return tuple(installed_adapters(folder.path).items())
 
 
 def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]:  # noqa: ANN001

@@ -117,6 +117,7 @@ def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_view import installed_table
     from agentic_onnx.core.leftovers import sweep_leftovers
+    from agentic_onnx.core.adapters import installed_adapters
     from agentic_onnx.core.linked_models import linked_models
     from agentic_onnx.core.store import installed_models
 
@@ -128,6 +129,9 @@ def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
              "kind": m.kind, "linked": False}
             for m, path in installed_models()]
     rows += [model.to_json() for model in linked_models()]  # `onnx add --path`: used in place
+    for row in rows:  # LoRA adapters kept beside their base (`onnx import --adapter`)
+        row["adapters"] = [{"name": name, "path": str(file), "size_bytes": file.stat().st_size}
+                           for name, file in installed_adapters(Path(row["path"])).items()]
     if json_output:
         render.print_json(rows)
     elif rows:

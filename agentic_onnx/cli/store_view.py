@@ -103,6 +103,9 @@ def installed_table(rows: list[dict[str, Any]]) -> Table:
         size = "?" if row["size_bytes"] is None else format_bytes(row["size_bytes"])
         table_rows.append([row["id"], EP_LABELS.get(row["execution_provider"] or "", "?"), size,
                            revision, used, row["path"]])
+        for adapter in row.get("adapters", []):  # under its base; run it with --adapter NAME
+            table_rows.append([f"  + {adapter['name']}", "adapter",
+                               format_bytes(adapter["size_bytes"]), "-", "-", adapter["path"]])
     return render.fitted_table("Installed models", columns, table_rows)
 
 

@@ -30,6 +30,8 @@ from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, Usage
 from agentic_onnx.core.options import GenerationOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from agentic_onnx.core.vision import ImageInput, VisionPrompt
 
 
@@ -63,6 +65,7 @@ class PrefixCache:
         self.generated_ids: list[int] = []  # the tokens of the last generation, EOS included
         self._generator: Any = None
         self._search: dict[str, Any] | None = None
+        self._adapter: Path | None = None  # part of the cache's identity: never shared across adapters
         self._fed = 0  # the first `_fed` tokens of the sequence are in the KV cache
         self._view = _CachedModel(**model.__dict__, cache=self)
 
@@ -84,9 +87,11 @@ class PrefixCache:
     def cached_tokens(self) -> int:
         return int(self._generator.token_count()) if self._generator is not None else 0
 
-    def generate_tokens(self, prompt_tokens: Sequence[int], options: GenerationOptions) -> Iterator[int]:
-        """`LoadedModel.generate_tokens`, reusing the cached prefix of `prompt_tokens`."""
-        generator = self._prefill(list(prompt_tokens), options)
+    def generate_tokens(self, prompt_tokens: Sequence[int], options: GenerationOptions,
+                        adapter: Path | None = None) -> Iterator[int]:
+        """`LoadedModel.generate_tokens`, reusing the cached prefix of `prompt_tokens` (only
+        when the cache was computed with the same LoRA `adapter`)."""
+        generator = self._prefill(list(prompt_tokens), options, adapter)
         self.generated_ids = []
         while not generator.is_done():
             before = int(generator.token_count())
@@ -96,11 +101,12 @@ class PrefixCache:
             self.generated_ids.append(token)
             yield token
 
-    def _prefill(self, prompt: list[int], options: GenerationOptions) -> Any:
+    def _prefill(self, prompt: list[int], options: GenerationOptions,
+                 adapter: Path | None = None) -> Any:
         search = self.model.search_options(self.model.folder.context_length, options)
         reseed = self.reseed_each_request and not options.greedy and options.seed is not None
-        if self._generator is None or search != self._search or reseed:
-            self._new_generator(search)
+        if self._generator is None or search != self._search or reseed or adapter != self._adapter:
+            self._new_generator(search, adapter)
         cached = self._sequence()
         keep = min(common_prefix_length(cached, prompt), self._fed, len(prompt) - 1)
         try:
@@ -115,13 +121,16 @@ class PrefixCache:
         self.last = PrefillStats(len(prompt), keep, tuple(prompt[keep:]), keep < len(cached))
         return self._generator
 
-    def _new_generator(self, search: dict[str, Any]) -> None:
+    def _new_generator(self, search: dict[str, Any], adapter: Path | None = None) -> None:
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.model.og_model)
         params.set_search_options(**search)
         self._generator = og.Generator(self.model.og_model, params)
-        self._search, self._fed = search, 0
+        self._search, self._fed, self._adapter = search, 0, None
+        if adapter is not None:
+            self.model.adapters.activate(self.model.og_model, self._generator, adapter)
+            self._adapter = adapter
 
     def _sequence(self) -> list[int]:
         if not self.cached_tokens:
@@ -151,14 +160,14 @@ class _CachedModel(LoadedModel):
         return list(self._memo[1])
 
     def generate_tokens(self, prompt_tokens: Sequence[int], options: GenerationOptions,
-                        guidance: Any = None) -> Iterator[int]:
+                        guidance: Any = None, adapter: Path | None = None) -> Iterator[int]:
         assert self.cache is not None
         if guidance is not None:  # a grammar is set when a generator is made: no reuse
             self.cache.reset()
             self.cache.last = PrefillStats(len(prompt_tokens), 0, tuple(prompt_tokens), False)
             self.cache.generated_ids = []
-            return super().generate_tokens(prompt_tokens, options, guidance)
-        return self.cache.generate_tokens(prompt_tokens, options)
+            return super().generate_tokens(prompt_tokens, options, guidance, adapter)
+        return self.cache.generate_tokens(prompt_tokens, options, adapter)
 
 
 @dataclass(frozen=True)
@@ -183,8 +192,10 @@ class Conversation:
     """
 
     def __init__(self, model: LoadedModel, system: str | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> None:
+                 on_notice: Callable[[str], None] | None = None,
+                 adapter: Path | None = None) -> None:
         self.model = model
+        self.adapter = adapter  # a LoRA adapter file (core.adapters) used for every turn
         self.system = system or None
         self.turns: list[Message] = []
         self.turn_images: list[tuple[ImageInput, ...]] = []  # one entry per turn, () for most
@@ -271,8 +282,9 @@ class Conversation:
         usage: Usage | None = None
         finish: str | None = None
         started = False
-        events = (self.model.stream(self.messages, options, images=vision) if vision is not None
-                  else self._cache.stream(self.messages, options))
+        events = (self.model.stream(self.messages, options, images=vision, adapter=self.adapter)
+                  if vision is not None
+                  else self._cache.stream(self.messages, options, adapter=self.adapter))
         try:
             for event in events:
                 started = True

@@ -28,6 +28,9 @@ from agentic_onnx.core.options import GenerationOptions
 from agentic_onnx.core.stop_strings import StopStringMatcher
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from agentic_onnx.core.adapters import AdapterSet
     from agentic_onnx.core.structured import Guidance
     from agentic_onnx.core.vision import ImageInput, VisionPrompt
 
@@ -46,6 +49,8 @@ class LoadedModel:
     tokenizer: Any = field(repr=False)
     warnings: list[str] = field(default_factory=list)
     processor: Any = field(default=None, repr=False)  # og.MultiModalProcessor, made on first use
+    # LoRA adapters loaded into og_model (core.adapters), shared by the copies load_model returns
+    adapters: AdapterSet = field(default_factory=lambda: _adapter_set(), repr=False)
 
     def multimodal_processor(self) -> Any:
         """The model's image processor (core.vision), created once."""
@@ -77,10 +82,11 @@ class LoadedModel:
 
     def generate_tokens(
         self, prompt_tokens: Sequence[int], options: GenerationOptions,
-        guidance: Guidance | None = None,
+        guidance: Guidance | None = None, adapter: Path | None = None,
     ) -> Iterator[int]:
         """The bare decode loop: yields each new token id until EOS or the length limit.
-        With `guidance` (core.structured), every token is constrained by that grammar."""
+        With `guidance` (core.structured), every token is constrained by that grammar; with
+        `adapter` (an `.onnx_adapter` file, core.adapters), the LoRA adapter is applied."""
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.og_model)
@@ -89,22 +95,27 @@ class LoadedModel:
             generator = og.Generator(self.og_model, params)
         else:
             generator = _guided_generator(og, self.og_model, params, guidance)
+        if adapter is not None:
+            self.adapters.activate(self.og_model, generator, adapter)
         generator.append_tokens(list(prompt_tokens))
         yield from _decode(generator)
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions,
                guidance: Guidance | None = None,
                tools: Sequence[dict[str, Any]] | None = None,
-               images: Sequence[ImageInput] | VisionPrompt | None = None) -> Iterator[StreamEvent]:
+               images: Sequence[ImageInput] | VisionPrompt | None = None,
+               adapter: Path | None = None) -> Iterator[StreamEvent]:
         """Generate a reply to `messages`, yielding text deltas, then usage and finish.
         `guidance` constrains the tokens; `tools` are rendered by the chat template (turning
         the text of a tool call into ToolCallDelta events is core.tools' job). `images` (or a
         prompt core.vision already prepared from them) go through the model's processor."""
         if images:
+            if adapter is not None:
+                raise UsageError("Images cannot be combined with --adapter yet.", "Drop one of them.")
             yield from self._stream_vision(messages, options, images, guidance, tools)
             return
         prompt_tokens = self.encode(self.render_prompt(messages, tools))
-        yield from self._events(self.generate_tokens(prompt_tokens, options, guidance),
+        yield from self._events(self.generate_tokens(prompt_tokens, options, guidance, adapter),
                                 len(prompt_tokens), self._max_length(len(prompt_tokens), options),
                                 options)
 
@@ -182,6 +193,12 @@ class LoadedModel:
         if options.seed is not None:
             search["random_seed"] = options.seed
         return search
+
+
+def _adapter_set() -> AdapterSet:
+    from agentic_onnx.core.adapters import AdapterSet
+
+    return AdapterSet()
 
 
 def _decode(generator: Any) -> Iterator[int]:

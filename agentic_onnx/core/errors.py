@@ -158,3 +158,21 @@ class WrongModelKindError(UsageError):
             f"{model!r} is {'an' if kind == 'embedding' else 'a'} {kind} model, not {'an' if wanted == 'embedding' else 'a'} {wanted} model.",
             f"Use it with {command}; `agentic-onnx onnx models` shows each model's kind.")
         self.model, self.kind, self.wanted = model, kind, wanted
+
+
+class ImportRefusedError(UsageError):
+    """`onnx import`: a source the model builder cannot convert (an unsupported architecture, a
+    quantized GGUF, no config.json), refused before anything is built."""
+
+
+class MissingExtraError(AgenticError):
+    """`onnx import` needs the converter's own dependencies (torch, transformers, gguf), which
+    the base install leaves out; the hint is the exact install command."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
+
+
+class ConversionError(AgenticError):
+    """The model builder failed (or ran out of memory); its log stays in the partial folder."""
+
+    exit_code = ExitCode.RUNTIME_ERROR

@@ -74,6 +74,10 @@ def resolve(spec: str | None, machine: Callable[[], object] | None = None) -> Re
         return _from_store(spec, None)
     if Path(spec).is_dir():
         return Resolution(open_model_folder(Path(spec)), None)
+    from agentic_onnx.core.store import is_installed
+
+    if is_installed(spec):  # a model made by `onnx import` (in the store, in no catalog)
+        return _from_store(spec, None)
     raise ModelNotFoundError(
         f"Model {spec!r} not found: it is not a folder, a catalog id, an alias or a custom model.",
         "See `agentic-onnx onnx models` for the catalog, or pass a folder that holds "

@@ -27,6 +27,7 @@ from agentic_onnx.core.errors import (
     StoreError,
     VerificationError,
 )
+from agentic_onnx.core.import_record import ImportRecord
 from agentic_onnx.core.local_files import local_files
 from agentic_onnx.core.names import check_model_name, is_model_name
 from agentic_onnx.core.paths import store_dir
@@ -68,6 +69,7 @@ class Manifest(BaseModel):
     downloaded_at: str
     last_used_at: str | None = None
     kind: str = "chat"  # chat | embedding (an encoder: `agentic-onnx embed`)
+    imported: ImportRecord | None = None  # `onnx import`: the source, builder and options
 
 
 # -- paths ---------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ are logged to the usage database as command `benchmark`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,13 +51,11 @@ class ProviderResult:
 
 
 def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (p95 of 20 samples is the 19th smallest; every p50 in the table
-    is an observed sample, so p50 <= p95 always holds)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(math.ceil(pct / 100 * len(ordered)), 1)
-    return ordered[rank - 1]
+    """core.stats.percentile (one definition for every report: linear interpolation between
+    closest ranks, so p50 <= p95 always holds); None for no samples."""
+    from agentic_onnx.core.stats import percentile as interpolated
+
+    return interpolated(values, pct) if values else None
 
 
 def run_benchmark(specs: list[str], task: str, iterations: int, options: GenerationOptions, *,

@@ -12,8 +12,9 @@ Anthropic has no embeddings API and is refused before anything is sent. The remo
 Privacy: a request is private on the same sources as chat (`--privacy high`, `--local-only`,
 the config's `privacy` / `localOnly`, a matching rule's action: rules.decide finds them). A
 private request to a provider that is not local (rules.is_local: onnx, or an openai entry marked
-`local` on loopback) is a PrivacyError before any network client exists; the fallback
-executor's guard checks the built provider again before sending (defence in depth).
+`local` on loopback) is refused before any network client exists, as chat refuses it
+(rules.refuse_private_to_cloud: a usage error, exit 2); the fallback executor's guard checks the
+built provider again before sending (defence in depth).
 
 A remote request runs through FallbackExecutor with its one candidate, so it gets the chat
 path's retries, backoff, retry-after handling and attempts, and writes one usage-log row
@@ -31,10 +32,16 @@ from typing import Any
 from agentic_onnx.core.errors import AgenticError, UsageError
 from agentic_onnx.core.events import Finish, StreamEvent, Usage
 from agentic_onnx.router.config import LoadedConfig
-from agentic_onnx.router.errors import PrivacyError
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor
 from agentic_onnx.router.providers.base import Provider, ProviderRequest
-from agentic_onnx.router.rules import Candidate, RouteFlags, decide, is_local, model_for
+from agentic_onnx.router.rules import (
+    Candidate,
+    RouteFlags,
+    decide,
+    is_local,
+    model_for,
+    refuse_private_to_cloud,
+)
 from agentic_onnx.router.secrets import redact
 
 Notice = Callable[[str], None]
@@ -117,17 +124,12 @@ def plan_embeddings(provider: str | None, model: str | None, privacy: str | None
         notice(warning)
     config = loaded.config
     # rules.decide finds every privacy source chat honours; asking for onnx keeps it from
-    # refusing a cloud provider itself (that refusal is a PrivacyError below).
+    # refusing a cloud provider itself (that refusal is a usage error, as for chat).
     decision = decide(config, RouteFlags(provider="onnx", privacy=privacy,
                                          local_only=local_only), "")
     name = (provider or "onnx").strip()
     kind = _embedding_kind(loaded, name)
-    if decision.private and not is_local(config, name):
-        raise PrivacyError(
-            f"Refused to send a private embedding request to {name}: it is not a local "
-            f"provider ({decision.privacy_source}); nothing was sent.",
-            "Use onnx (the default) or an openai provider marked local on loopback, or drop "
-            "the privacy setting.")
+    refuse_private_to_cloud(config, decision, name, "embedding request")
     if kind != "onnx":
         model = model_for(config, name, model) if model else config.entry(name).models.get(
             MODEL_ALIAS)

@@ -85,6 +85,7 @@ def route_and_stream(
     sleep: Callable[[float], None] = time.sleep,
     command: str = "run",
     fallback: bool = True,
+    adapter: str | None = None,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
     (default: core.resolve.resolve_model; the CLI passes its own to offer downloads).
@@ -110,7 +111,7 @@ def route_and_stream(
         candidates=list(decision.candidates), provider_for=provider_for,
         request_for=lambda candidate: ProviderRequest(
             messages, candidate.model, _provider_defaults(options, loaded, candidate.provider),
-            tools, tool_choice, response_format, tuple(images)),
+            tools, tool_choice, response_format, tuple(images), adapter),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
         policy_for=lambda name: _retry_policy(loaded, name),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,

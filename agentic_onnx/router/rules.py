@@ -228,6 +228,19 @@ def _explicit_provider(config: RouterConfig, flags: RouteFlags) -> tuple[str, st
     return None
 
 
+def refuse_private_to_cloud(config: RouterConfig, decision: Decision, name: str,
+                            what: str = "request") -> None:
+    """A provider named explicitly (`--provider`) that is not local, for a private request: the
+    two contradict each other, so it is a usage error (exit 2) before anything is sent. Chat and
+    embeddings refuse it the same way."""
+    if decision.private and not is_local(config, name):
+        raise UsageError(
+            f"--provider {name} is a cloud provider, but this {what} is private "
+            f"({decision.privacy_source}); nothing was sent.",
+            "Use a local provider (onnx, or an openai endpoint marked local), or drop the "
+            "privacy setting.")
+
+
 def _choose_explicit(decision: Decision, config: RouterConfig, flags: RouteFlags, name: str,
                      source: str) -> None:
     known = config.provider_names() + [kind for kind in PROVIDER_TYPES
@@ -235,12 +248,7 @@ def _choose_explicit(decision: Decision, config: RouterConfig, flags: RouteFlags
     if name not in known:
         raise UsageError(f"Unknown provider {name!r}.",
                          f"Use one of: {', '.join(known)} (or add it to the config's providers).")
-    if decision.private and not is_local(config, name):
-        raise UsageError(
-            f"--provider {name} is a cloud provider, but this request is private "
-            f"({decision.privacy_source}).",
-            "Use a local provider (onnx, or an openai endpoint marked local), or drop the "
-            "privacy setting.")
+    refuse_private_to_cloud(config, decision, name)
     reason = ("a --model that is a folder on disk is a local onnx model"
               if source.startswith("--model") else f"chosen with --provider {name}")
     _choose(decision, config, name, flags.model, source, reason)

@@ -137,7 +137,8 @@ def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options
         raise ApiError(503, "overloaded_error", "The model is still loading; retry shortly.",
                        retry_after_s=1)
     try:
-        return pool.worker_for(model).submit(messages, options, **answer)
+        adapter = pool.adapter_for(model) if hasattr(pool, "adapter_for") else None
+        return pool.worker_for(model).submit(messages, options, adapter=adapter, **answer)
     except QueueFullError as error:
         raise ApiError(503, "overloaded_error",
                        "The model's queue is full; retry after the time in Retry-After.",

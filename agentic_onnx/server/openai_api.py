@@ -99,7 +99,7 @@ async def models(request: Request) -> Response:
         check_api_key(request, state.api_key, allow_x_api_key=True)
     except ApiError as error:
         return error_response(error, error_body)
-    served = [spec.model_id for spec in state.pool.specs]
+    served = state.pool.served_ids()
     served += getattr(state, "embeddings", None) and state.embeddings.ids or []
     data = [{"id": model_id, "object": "model", "created": 0, "owned_by": "agentic-onnx"}
             for model_id in served]
@@ -119,7 +119,7 @@ async def chat_completions(request: Request) -> Response:
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
-    model_id = state.pool.worker_for(body.model).model_id
+    model_id = state.pool.served_name(body.model)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -69,7 +69,8 @@ class Job:
                  options: GenerationOptions, loop: asyncio.AbstractEventLoop,
                  tools: Sequence[Any] = (), tool_choice: Any = None,
                  response_format: Any = None, images: Sequence[Any] = (),
-                 tenant: str = "") -> None:
+                 tenant: str = "", adapter: Any = None) -> None:
+        self.adapter = adapter  # a LoRA adapter file of the model (core.adapters), or None
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.messages = list(messages)
         self.images = list(images)  # core.vision.ImageInput, where the messages' markers stand
@@ -176,6 +177,10 @@ class ModelWorker:
         """The job's events: plain, with tools, constrained to a schema, or with images."""
         if job.images:
             return self._vision_stream(job)
+        if job.adapter is not None and (job.tools or job.response_format is not None):
+            raise UsageError("A LoRA adapter cannot be combined with tools or response_format yet.")
+        if job.adapter is not None:  # the KV cache is never reused across adapters (PrefixCache)
+            return self._cache.stream(job.messages, job.options, adapter=job.adapter)
         if job.tools:
             from agentic_onnx.core.tools import AUTO, stream_with_tools
 
@@ -257,6 +262,7 @@ class ModelSpec:
     model_id: str
     folder: Any  # core.model_folder.ModelFolder
     aliases: tuple[str, ...] = ()  # other names a request may use (the alias `serve` was given)
+    adapters: tuple[tuple[str, Any], ...] = ()  # LoRA adapters (name, file): served as BASE:NAME
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -312,10 +318,30 @@ class ModelPool:
         """The served model that `name` names (its id or an alias); the first for no name."""
         if not name:
             return self.specs[0]
+        base, _, adapter = name.partition(":")
         for spec in self.specs:
-            if name in spec.names:
+            if name in spec.names or (adapter and base in spec.names
+                                      and adapter in dict(spec.adapters)):
                 return spec
-        raise ModelNotServedError(name, [spec.model_id for spec in self.specs])
+        raise ModelNotServedError(name, self.served_ids())
+
+    def served_ids(self) -> list[str]:
+        """What /v1/models lists: each model, then each of its adapters as BASE:ADAPTER."""
+        return [served for spec in self.specs for served in
+                (spec.model_id, *(f"{spec.model_id}:{name}" for name, _ in spec.adapters))]
+
+    def adapter_for(self, name: str | None) -> Any:
+        """The adapter file a request's model name selects (BASE:ADAPTER), else None."""
+        spec = self.spec_for(name)
+        if not name or name in spec.names:
+            return None
+        return dict(spec.adapters)[name.partition(":")[2]]
+
+    def served_name(self, name: str | None) -> str:
+        """The id an answer reports: the model's, with `:ADAPTER` when one was chosen."""
+        spec = self.spec_for(name)
+        adapter = name.partition(":")[2] if name and self.adapter_for(name) is not None else ""
+        return f"{spec.model_id}:{adapter}" if adapter else spec.model_id
 
     def worker_for(self, name: str | None) -> ModelWorker:
         return self.workers[self.spec_for(name).model_id]

@@ -32,7 +32,8 @@ class ProviderRequest:
     `messages` use the OpenAI chat shape (assistant `tool_calls`, `role: tool` results);
     `tools` the OpenAI function format, already checked (core.tools.parse_tools);
     `tool_choice` None means auto; `response_format` asks for JSON valid for a schema;
-    `images` (core.vision) go with the last user message, or where its markers stand."""
+    `images` (core.vision) go with the last user message, or where its markers stand;
+    `adapter` (local models only) names a LoRA adapter of the model or an `.onnx_adapter` file."""
 
     messages: Sequence[Message]
     model: str | None
@@ -41,6 +42,7 @@ class ProviderRequest:
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
     images: Sequence[ImageInput] = ()
+    adapter: str | None = None
 
 
 class Provider:

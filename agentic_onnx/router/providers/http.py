@@ -54,15 +54,19 @@ def sse_events(client: Any, target: HttpTarget, url: str, headers: dict[str, str
     with transport_errors(target):
         with client.stream("POST", url, json=payload,
                            headers={"accept": "text/event-stream", **headers}) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise status_error(target, response.status_code, response.text,
-                                   response.headers)
+            _raise_for_status(target, response)
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
                 response.read()
                 raise body_error(target, response.text, response.status_code)
             yield from httpx2.EventSource(response)
+
+
+def _raise_for_status(target: HttpTarget, response: Any) -> None:
+    """An error status becomes the ProviderError that says what the server answered."""
+    if response.status_code >= 400:
+        response.read()
+        raise status_error(target, response.status_code, response.text, response.headers)
 
 
 def post_json(client: Any, target: HttpTarget, url: str, headers: dict[str, str],
@@ -73,10 +77,7 @@ def post_json(client: Any, target: HttpTarget, url: str, headers: dict[str, str]
     with transport_errors(target):
         with client.stream("POST", url, json=payload,
                            headers={"accept": "application/json", **headers}) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise status_error(target, response.status_code, response.text,
-                                   response.headers)
+            _raise_for_status(target, response)
             body = bytearray()
             for part in response.iter_bytes():
                 body += part

@@ -26,6 +26,7 @@ class OnnxProvider(Provider):
         self._loaded_spec: str | None = None
         self._vision: Any = None  # core.vision.VisionPrompt of the request being prepared
         self._vision_for: ProviderRequest | None = None
+        self._adapter: tuple[str, Any] | None = None  # (--adapter as given, its .onnx_adapter file)
         self.model_name: str | None = None
         self.warnings: list[str] = []
 
@@ -41,6 +42,13 @@ class OnnxProvider(Provider):
             self._vision = prepare_vision_prompt(self._loaded, request.messages, request.images)
             self._vision_for = request
             self.warnings.extend(self._vision.warnings)
+        if request.adapter and (self._adapter is None or self._adapter[0] != request.adapter):
+            from agentic_onnx.core.adapters import adapter_for
+
+            self._adapter = (request.adapter, adapter_for(self._loaded.folder, request.adapter))
+
+    def _adapter_file(self, request: ProviderRequest) -> Any:
+        return self._adapter[1] if request.adapter and self._adapter is not None else None
 
     def _load(self, request: ProviderRequest) -> None:
         from agentic_onnx.core.engine import load_model
@@ -60,6 +68,12 @@ class OnnxProvider(Provider):
     def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
         """Plain, schema-constrained (core.structured) or with tools (core.tools)."""
         self.prepare(request)
+        adapter = self._adapter_file(request)
+        if adapter is not None and (request.tools or request.images):
+            from agentic_onnx.core.errors import UsageError
+
+            raise UsageError("--adapter cannot be combined with --tools or --image yet.",
+                             "Drop one of them.")
         if request.images:
             yield from self._loaded.stream(request.messages, request.options, images=self._vision,
                                            tools=request.tools,
@@ -73,6 +87,7 @@ class OnnxProvider(Provider):
                                          request.tool_choice or AUTO)
         elif request.response_format is not None:
             yield from self._loaded.stream(request.messages, request.options,
-                                           guidance=request.response_format.guidance())
+                                           guidance=request.response_format.guidance(),
+                                           adapter=adapter)
         else:
-            yield from self._loaded.stream(request.messages, request.options)
+            yield from self._loaded.stream(request.messages, request.options, adapter=adapter)
