@@ -7,7 +7,6 @@ Needs torch, transformers and peft (dev only): skipped with the reason when they
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -29,10 +28,9 @@ TARGETS = {"one": ["q_proj", "v_proj", "down_proj"], "two": ["q_proj", "v_proj",
 
 
 def _make_models():
-    spec = importlib.util.spec_from_file_location("make_models", FIXTURES / "make_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from .import_support import make_models_module  # loads it without leaking its env settings
+
+    return make_models_module()
 
 
 def _peft(model, folder: Path, seed: int) -> None:
@@ -182,6 +180,9 @@ def test_serve_two_adapters_on_one_base(lora):
                                                     max_tokens=NEW_TOKENS)
             assert answer.choices[0].message.content == expected[name], name
             assert answer.model == model
+        message = server.anthropic_client().messages.create(
+            model="base:one", max_tokens=NEW_TOKENS, messages=MESSAGES)
+        assert message.model == "base:one" and message.content[0].text == expected["one"]
         status, _, body = http("POST", f"{server.url}/v1/chat/completions",
                                {"model": "base:three", "messages": MESSAGES})
         assert status == 404

@@ -3,16 +3,11 @@ make_vision_models.py) and any other file in models/ survive a rebuild of the te
 
 from __future__ import annotations
 
-import importlib.util
-
-from .conftest import FIXTURES
+from .import_support import make_models_module
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("make_models", FIXTURES / "make_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports only the stdlib at load time
-    return module
+    return make_models_module()  # imports only the stdlib at load time; its env settings undone
 
 
 def test_install_replaces_only_the_built_entries(tmp_path):

@@ -7,7 +7,7 @@ text only changes when the code, the command line or the terminal changes, so th
 `--help` of each kind is recorded and later ones print the record without importing Typer. The
 key holds everything that shapes the output: the command line, the package's CLI source files
 (paths, sizes, mtimes) and Typer's and Rich's install, the environment variables Rich and Typer
-read, whether stdout is a terminal and its size. A missing, unreadable or unwritable cache only
+read, whether stdout is a terminal and its width. A missing, unreadable or unwritable cache only
 costs the normal speed.
 
 Only the standard library is imported here: this module runs before everything else.
@@ -24,9 +24,9 @@ from pathlib import Path
 
 HELP_FLAGS = ("-h", "--help")
 # What Rich and Typer read from the environment when they lay out help.
-_LAYOUT_ENV = ("COLORTERM", "COLUMNS", "FORCE_COLOR", "JUPYTER_COLUMNS", "JUPYTER_LINES", "LINES",
-               "NO_COLOR", "TERM", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERMINAL_WIDTH",
-               "PY_COLORS", "GITHUB_ACTIONS", "TYPER_USE_RICH", "AGENTIC_FLOW_HOME")
+_LAYOUT_ENV = ("COLORTERM", "COLUMNS", "FORCE_COLOR", "JUPYTER_COLUMNS", "NO_COLOR", "TERM",
+               "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERMINAL_WIDTH", "PY_COLORS", "GITHUB_ACTIONS",
+               "TYPER_USE_RICH", "AGENTIC_FLOW_HOME")
 _MAX_ENTRIES = 32
 _FILE_NAME = "help-cache.json"
 
@@ -106,7 +106,7 @@ def _read() -> dict[str, str]:
 def _key(args: Sequence[str]) -> str:
     facts = {"args": list(args), "code": _code_stamp(),
              "env": {name: os.environ.get(name) for name in _LAYOUT_ENV},
-             "tty": _isatty(), "size": _terminal_size(), "python": sys.version}
+             "tty": _isatty(), "width": _terminal_size(), "python": sys.version}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -137,11 +137,11 @@ def _isatty() -> bool:
         return False
 
 
-def _terminal_size() -> list[int] | None:
+def _terminal_size() -> int | None:
+    """The terminal's width (help is laid out by width only: a taller window reuses it)."""
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         try:
-            size = os.get_terminal_size(stream.fileno())
+            return os.get_terminal_size(stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
             continue
-        return [size.columns, size.lines]
     return None

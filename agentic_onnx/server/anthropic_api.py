@@ -113,7 +113,7 @@ async def messages(request: Request) -> Response:
     except ApiError as error:
         return error_response(error, error_body)
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
-               "model": state.pool.worker_for(body.model).model_id}
+               "model": state.pool.served_name(body.model)}
     if body.stream:
         return EventStream(_events(job, started, message, eager_text=not body.tools), job)
     try:
