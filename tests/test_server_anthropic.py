@@ -116,3 +116,32 @@ def test_the_client_sees_a_bad_request_error(client):
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(model=MODEL, max_tokens=0, messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.status_code == 400
+
+
+def test_serve_requests_are_in_the_usage_log_with_their_front_end_and_ttft(expected):
+    """Both dialects write a usage row like `run` does (command column: the front end), so
+    `agentic-onnx usage` counts serve traffic. A server of its own: the log is this test's home."""
+    from agentic_onnx.router import usage as usage_log
+
+    from .conftest import run_cli
+
+    _, case = CASES[0]
+    system, messages = split(case)
+    served = Server("--model", str(MODELS / MODEL), "--threads", "1").start()
+    try:
+        served.anthropic_client().messages.create(
+            model=MODEL, max_tokens=expected["max_new_tokens"], messages=messages,
+            **({"system": system} if system else {}))
+        served.openai_client().chat.completions.create(
+            model=MODEL, messages=case["messages"], max_tokens=expected["max_new_tokens"])
+    finally:
+        served.stop()
+    rows = usage_log.rows()
+    assert [row["command"] for row in rows] == ["serve:anthropic", "serve:openai"]
+    for row in rows:
+        assert (row["provider"], row["model"], row["outcome"]) == ("onnx", MODEL, "ok")
+        assert row["completion_tokens"] == len(case["generated_ids"])
+        assert row["prompt_tokens"] == len(case["prompt_ids"])
+        assert 0 < row["ttft_ms"] <= row["latency_ms"] and row["cost_usd"] == 0.0
+    summary = json.loads(run_cli("usage", "--json").stdout)
+    assert summary["totals"]["requests"] == 2

@@ -108,7 +108,8 @@ async def messages(request: Request) -> Response:
         chat, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
         user = body.metadata.user_id if body.metadata else None
         job = submit(state.pool, body.model, chat, options, images=images, **answer,
-                     tenant=tenant(request, state.api_key, body.cache_salt, user))
+                     tenant=tenant(request, state.api_key, body.cache_salt, user),
+                     front_end="serve:anthropic")
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)

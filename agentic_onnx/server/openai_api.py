@@ -115,7 +115,7 @@ async def chat_completions(request: Request) -> Response:
         messages, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
         job = submit(state.pool, body.model, messages, options, images=images, **answer,
                      tenant=tenant(request, state.api_key, body.cache_salt, body.user,
-                                   body.prompt_cache_key))
+                                   body.prompt_cache_key), front_end="serve:openai")
         started = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)

@@ -28,8 +28,10 @@ from typing import Any
 
 from agentic_onnx.core.engine import Message
 from agentic_onnx.core.errors import AgenticError, UsageError
-from agentic_onnx.core.events import Finish, TextDelta
+from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.server import usage_rows
+from agentic_onnx.server.usage_rows import Served
 
 
 class QueueFullError(Exception):
@@ -69,7 +71,8 @@ class Job:
                  options: GenerationOptions, loop: asyncio.AbstractEventLoop,
                  tools: Sequence[Any] = (), tool_choice: Any = None,
                  response_format: Any = None, images: Sequence[Any] = (),
-                 tenant: str = "", adapter: Any = None) -> None:
+                 tenant: str = "", adapter: Any = None, front_end: str = "serve") -> None:
+        self.served = Served(front_end, worker.model_id, time.perf_counter())  # the usage row
         self.adapter = adapter  # a LoRA adapter file of the model (core.adapters), or None
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.messages = list(messages)
@@ -211,6 +214,11 @@ class ModelWorker:
         if job.tenant != self._cache_tenant:  # never reuse (or report) another tenant's prefix
             self._cache.reset()
             self._cache_tenant = job.tenant
+        self._generate(job)
+        if job.served.ended_at is None:  # its client went away: no answer sent, the row counts
+            self._record(job, "interrupted")
+
+    def _generate(self, job: Job) -> None:
         stream = self._stream(job)
         texts: list[str] = []
         finish = None
@@ -222,21 +230,45 @@ class ModelWorker:
                                     prefill.reused_tokens if prefill else 0))
                 if job.cancelled:
                     break
+                self._note(job.served, event)
                 if isinstance(event, TextDelta):
                     texts.append(event.text)
                 elif isinstance(event, Finish):
                     finish = event.reason
                 job.put(event)
         except AgenticError as error:
-            self._end(job, Failed(error.one_line(), 400 if isinstance(error, UsageError) else 500))
+            self._fail(job, Failed(error.one_line(), 400 if isinstance(error, UsageError) else 500))
             return
         except Exception as error:  # noqa: BLE001 - the client hears why; the server lives on
-            self._end(job, Failed(f"Generation failed: {error}"))
+            self._fail(job, Failed(f"Generation failed: {error}"))
             return
         finally:
             stream.close()
         if not job.cancelled:
-            self._end(job, Ended(self._stop_sequence(job.options, "".join(texts), finish)))
+            ended = Ended(self._stop_sequence(job.options, "".join(texts), finish))
+            self._record(job, "ok")
+            self._end(job, ended)
+
+    @staticmethod
+    def _note(served: Served, event: Any) -> None:
+        """What the usage row needs from the stream: the first visible output, the counts."""
+        if served.first_text_at is None and isinstance(event, (TextDelta, ToolCallDelta)):
+            served.first_text_at = time.perf_counter()
+        elif isinstance(event, Usage):
+            served.prompt_tokens, served.completion_tokens = (event.prompt_tokens,
+                                                              event.completion_tokens)
+
+    def _fail(self, job: Job, failed: Failed) -> None:
+        job.served.error = failed.message
+        self._record(job, "error")
+        self._end(job, failed)
+
+    @staticmethod
+    def _record(job: Job, outcome: str) -> None:
+        """The request's usage row, written before its client hears the end (as `run` logs at
+        the end of its stream), so a client that reads `agentic-onnx usage` next sees it."""
+        job.served.ended_at, job.served.outcome = time.perf_counter(), outcome
+        usage_rows.write(job.served)
 
     def _end(self, job: Job, item: Ended | Failed) -> None:
         """Mark the job done before its client hears so, so that its closing `cancel()` is a
