@@ -10,7 +10,8 @@ import sys
 import pytest
 
 HEAVY = ("onnxruntime_genai", "onnxruntime", "huggingface_hub", "pynvml", "cpuinfo", "httpx", "httpx2",
-         "anthropic", "openai", "torch", "numpy", "starlette", "uvicorn", "jsonschema")
+         "anthropic", "openai", "torch", "numpy", "starlette", "uvicorn", "jsonschema", "tokenizers",
+         "transformers", "gguf", "onnx", "peft")
 
 PROBE = """
 import json, sys
@@ -42,7 +43,9 @@ def test_the_probe_sees_heavy_imports_when_they_happen():
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["onnx", "--help"],
                                   ["onnx", "info", "--help"], ["--version"], ["chat", "--help"],
                                   ["serve", "--help"], ["router", "--help"], ["config", "--help"],
-                                  ["onnx", "benchmark", "--help"], ["onnx", "list"]])
+                                  ["onnx", "benchmark", "--help"], ["onnx", "list"],
+                                  ["embed", "--help"], ["onnx", "import", "--help"],
+                                  ["config", "trust", "--help"], ["usage", "--help"]])
 def test_help_imports_no_heavy_library(args):
     assert imported_heavy_modules(args) == []
 

@@ -87,7 +87,7 @@ def download_model(source: HubModel, *, revision: str | None = None, force: bool
 
 def _download_locked(source: HubModel, requested: str, force: bool,
                      listener: DownloadListener) -> DownloadResult:
-    with _model_lock(source.id, listener):
+    with model_lock(source.id, listener):
         installed = read_manifest(source.id)
         if installed and not force and requested in (installed.revision, installed.commit):
             return DownloadResult(installed, model_dir(source.id), already_installed=True)
@@ -95,13 +95,13 @@ def _download_locked(source: HubModel, requested: str, force: bool,
         commit = hub.resolve_commit(requested)
         files = hub.list_files(commit)
         _require_genai_model(source, files)
-        staging = _Staging(source, commit, fresh=force)
+        staging = Staging(source, commit, fresh=force)
         done_bytes = staging.bytes_present(files)
         check_free_space(sum(f.size for f in files) - done_bytes, store_dir())
         listener.plan(files, sum(f.size for f in files), done_bytes)
         started = time.perf_counter()
         for remote in files:
-            _fetch(hub, remote, commit, staging, listener)
+            fetch_file(hub, remote, commit, staging, listener)
         download_rate.record(staging.fetched_bytes, time.perf_counter() - started)
         manifest = _install(source, requested, commit, files, staging)
     return DownloadResult(manifest, model_dir(source.id), downloaded_bytes=staging.fetched_bytes,
@@ -109,7 +109,7 @@ def _download_locked(source: HubModel, requested: str, force: bool,
 
 
 @contextmanager
-def _model_lock(model_id: str, listener: DownloadListener) -> Iterator[None]:
+def model_lock(model_id: str, listener: DownloadListener) -> Iterator[None]:
     """One writer per model: a second download of the same model waits, then finds it installed."""
     from filelock import FileLock, Timeout
 
@@ -145,7 +145,7 @@ def _require_genai_model(source: HubModel, files: list[RemoteFile]) -> None:
                          "Download it manually and register it with `onnx add NAME --path DIR`.")
 
 
-class _Staging:
+class Staging:
     """`.partial/<id>/`: `model/` holds the files as they will be installed, `download.json` the
     progress. Kept across runs while the commit stays the same."""
 
@@ -193,8 +193,9 @@ class _Staging:
         return total
 
 
-def _fetch(hub: HubClient, remote: RemoteFile, commit: str, staging: _Staging,
-           listener: DownloadListener) -> None:
+def fetch_file(hub: HubClient, remote: RemoteFile, commit: str, staging: Staging,
+               listener: DownloadListener) -> None:
+    """One file into `staging`, resumed and hash-checked (also what `onnx import` fetches with)."""
     if staging.is_done(remote):
         return
     incomplete = staging.incomplete_path(remote)
@@ -233,7 +234,7 @@ def _verified_sha256(path: Path, remote: RemoteFile) -> str:
 
 
 def _install(source: HubModel, requested: str, commit: str, files: list[RemoteFile],
-             staging: _Staging) -> Manifest:
+             staging: Staging) -> Manifest:
     """Validate the staged folder, write the manifest last, and rename it into the store."""
     if source.kind == "embedding":
         from agentic_onnx.core.embeddings.store_check import check_staged_embedding

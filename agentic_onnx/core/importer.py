@@ -99,7 +99,7 @@ def import_model(request: ImportRequest, listener: ImportListener | None = None)
     """Convert and install. Every refusal (architecture, quantized GGUF, memory, disk, missing
     packages) comes before the builder starts; for a local source, before the store is touched.
     Ctrl-C stops the builder and installs nothing."""
-    from agentic_onnx.core.download import _model_lock
+    from agentic_onnx.core.download import model_lock
 
     listener = listener or ImportListener()
     check_model_name(request.name)
@@ -114,7 +114,7 @@ def import_model(request: ImportRequest, listener: ImportListener | None = None)
     budget = None if source is None else _check_budget(source, target)
     require_builder_packages()
     sweep_leftovers()
-    with local_files(f"import {request.name} into the model store"), _model_lock(request.name, listener):
+    with local_files(f"import {request.name} into the model store"), model_lock(request.name, listener):
         if read_manifest(request.name) is not None and not request.force:
             raise UsageError(f"A model named {request.name!r} is already installed.",
                              "Pick another --name, or pass --force to replace it.")
@@ -181,20 +181,20 @@ def _build_and_install(request: ImportRequest, spec: SourceSpec, source: Checked
 def fetch_checkpoint(name: str, repo: str, revision: str, listener: DownloadListener) -> tuple[Path, str]:
     """Download a hub checkpoint's config, tokenizer and safetensors into `.partial/<name>/model/`
     through the store's resumable, verified path. Returns (folder, commit)."""
-    from agentic_onnx.core.download import _fetch, _Staging
+    from agentic_onnx.core.download import fetch_file, Staging
     from agentic_onnx.core.hub_client import HubClient
 
     hub_model = HubModel(id=name, repo=repo, subfolder="", revision=revision, origin=ORIGIN)
     hub = HubClient(hub_model)
     commit = hub.resolve_commit(revision)
     files = checkpoint_files(hub.list_files(commit))
-    staging = _Staging(hub_model, commit, fresh=False)
+    staging = Staging(hub_model, commit, fresh=False)
     done = staging.bytes_present(files)
     total = sum(f.size for f in files)
     check_free_space(total - done, store_dir())
     listener.plan(files, total, done)
     for remote in files:
-        _fetch(hub, remote, commit, staging, listener)
+        fetch_file(hub, remote, commit, staging, listener)
     return staging.model, commit
 
 

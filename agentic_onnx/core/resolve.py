@@ -44,7 +44,7 @@ def resolve(spec: str | None, machine: Callable[[], object] | None = None) -> Re
         choice = recommend(load_catalog(), machine(), _installed_ids())
         note = f"No --model given: using {choice.model_id} ({choice.reason})."
         return _from_store(choice.model_id, note)
-    if _looks_like_path(spec.strip()):
+    if looks_like_path(spec.strip()):
         spec = spec.strip()
         path = Path(spec).expanduser()
         if not path.exists():
@@ -125,7 +125,7 @@ def _installed_ids() -> set[str]:
     return {manifest.id for manifest, _ in installed_models()}
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     return any(sep in spec for sep in separators) or spec.startswith((".", "~"))
 

@@ -174,7 +174,7 @@ def _embed_locally(texts: Sequence[str], route: EmbeddingsRoute, input_type: str
 def _embed_remotely(texts: Sequence[str], route: EmbeddingsRoute, input_type: str,
                     dimensions: int | None, notice: Notice,
                     sleep: Callable[[float], None]) -> EmbeddingsRun:
-    from agentic_onnx.router.execute import _retry_policy
+    from agentic_onnx.router.execute import retry_policy
     from agentic_onnx.router.providers import build_provider
 
     loaded, name = route.loaded, route.provider
@@ -185,7 +185,7 @@ def _embed_remotely(texts: Sequence[str], route: EmbeddingsRoute, input_type: st
         candidates=[Candidate(name, route.model, is_local(loaded.config, name))],
         provider_for=lambda _: call,
         request_for=lambda candidate: ProviderRequest((), candidate.model),
-        private=route.private, policy_for=lambda _: _retry_policy(loaded, name),
+        private=route.private, policy_for=lambda _: retry_policy(loaded, name),
         max_retries_for=lambda _: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
     try:

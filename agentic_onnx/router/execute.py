@@ -113,7 +113,7 @@ def route_and_stream(
             messages, candidate.model, _provider_defaults(options, loaded, candidate.provider),
             tools, tool_choice, response_format, tuple(images), adapter),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
-        policy_for=lambda name: _retry_policy(loaded, name),
+        policy_for=lambda name: retry_policy(loaded, name),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
@@ -185,7 +185,7 @@ def _provider_defaults(options: GenerationOptions, loaded: LoadedConfig,
     return GenerationOptions(**{key: getattr(options, key) for key in chosen}, **updates)
 
 
-def _retry_policy(loaded: LoadedConfig, name: str) -> RetryPolicy:
+def retry_policy(loaded: LoadedConfig, name: str) -> RetryPolicy:
     """The config's backoff, with a provider's `retryDelay` (ms) as its base delay."""
     policy = RetryPolicy.from_config(loaded.config.retry)
     delay_ms = loaded.config.entry(name).retry_delay

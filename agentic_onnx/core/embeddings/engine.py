@@ -158,10 +158,9 @@ def choose_provider(requested: str) -> str:
     import onnxruntime
 
     requested = (requested or "auto").lower()
-    if requested not in EP_CHOICES:
-        raise ExecutionProviderUnavailableError(
-            f"Embedding models run on {', '.join(EP_CHOICES[1:])}, not {requested!r}.",
-            "Use --execution-provider auto.")
+    if requested not in EP_CHOICES:  # a typo is a usage error, as for generation
+        raise UsageError(f"Embedding models run on {', '.join(EP_CHOICES[1:])}, not "
+                         f"{requested!r}.", "Use --execution-provider auto.")
     available = set(onnxruntime.get_available_providers())
     if requested == "auto":
         return next(ep for ep in ("cuda", "dml", "cpu")

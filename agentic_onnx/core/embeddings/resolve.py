@@ -19,12 +19,12 @@ def embedding_kind(spec: str | None) -> str | None:
     """`embedding` or `chat` when `spec` is a catalog id, alias or folder whose kind we can tell
     without loading anything; None when it names nothing we know."""
     from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.resolve import _looks_like_path
+    from agentic_onnx.core.resolve import looks_like_path
 
     if not spec or not spec.strip():
         return None
     spec = spec.strip()
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         path = Path(spec).expanduser()
         if (path / GENAI_CONFIG).is_file():
             return "chat"
@@ -37,14 +37,14 @@ def embedding_kind(spec: str | None) -> str | None:
 def resolve_embedding(spec: str | None) -> EmbeddingFolder:
     from agentic_onnx.core.catalog import load_catalog
     from agentic_onnx.core.custom_models import get_custom_model
-    from agentic_onnx.core.resolve import _looks_like_path
+    from agentic_onnx.core.resolve import looks_like_path
 
     catalog = load_catalog()
     if spec is None or not spec.strip():
         ids = ", ".join(e.id for e in catalog.models if e.kind == "embedding")
         raise UsageError("No embedding model given.", f"Pass --model with one of: {ids}, or a folder.")
     spec = spec.strip()
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         return _from_path(Path(spec).expanduser(), spec)
     entry = catalog.get(spec) or next(iter(catalog.family(spec)), None)
     if entry is not None:
