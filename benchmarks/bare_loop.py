@@ -8,7 +8,7 @@ as a string, in `bench` mode) and prints one `BARE_JSON {...}` line on stderr at
     python benchmarks/bare_loop.py bench  MODEL --prompt-tokens 64 --gen-tokens 128 -n 5 --warmup 1
 
 `--threads 0` leaves intra_op_num_threads at genai's default; otherwise it is set through
-Config.overlay exactly as agentic_onnx.core.engine does. `single` mirrors one `agentic-onnx run`
+Config.overlay exactly as agentic_onnx.core.generation.engine does. `single` mirrors one `agentic-onnx run`
 process: load, render the chat template, encode, then one generation whose tokens are decoded
 and written to stdout as they come (flushed per token, like genai's example).
 """
@@ -91,7 +91,7 @@ def main() -> int:
         report.update(result)
         sys.stdout.write("\n")
     else:
-        from agentic_onnx.core.bench import PROMPT_SOURCE  # the text only: same prompt ids
+        from agentic_onnx.core.bench.runs import PROMPT_SOURCE  # the text only: same prompt ids
 
         base = [int(t) for t in tokenizer.encode(PROMPT_SOURCE)]
         ids = (base * math.ceil(args.prompt_tokens / len(base)))[:args.prompt_tokens]

@@ -5,9 +5,9 @@
     python benchmarks/chat_reuse.py serve  [--models M ...] [--concurrency 1 4 8] [--max-tokens 32]
     python benchmarks/chat_reuse.py engine [--models M ...] [--concurrency 1 4 8] [--max-tokens 32]
 
-`chat`: a 10-turn conversation through core.conversation (KV cache kept), and, for the same
+`chat`: a 10-turn conversation through core.generation.conversation (KV cache kept), and, for the same
 history before each turn, a fresh generation that re-encodes the whole history
-(LoadedModel.stream). TTFT as core.response measures it; median over `--repeats` runs.
+(LoadedModel.stream). TTFT as core.generation.response measures it; median over `--repeats` runs.
 
 `serve`: a real `agentic-onnx serve` subprocess, N streaming clients at once (the OpenAI
 client), each with its own prompt; aggregate completion tokens/s and median TTFT.
@@ -42,22 +42,22 @@ def emit(record: dict) -> None:
 
 
 def load(path: Path, threads: int):
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
 
     return load_model(open_model_folder(path), "cpu", threads)
 
 
 def ttft_ms(events) -> tuple[float, object]:
-    from agentic_onnx.core.response import Response
+    from agentic_onnx.core.generation.response import Response
 
     response = Response(events, "onnx", "bench").consume()
     return response.timings.ttft_ms or float("nan"), response
 
 
 def bench_chat(path: Path, turns: int, repeats: int, max_tokens: int, threads: int) -> None:
-    from agentic_onnx.core.conversation import Conversation
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.conversation import Conversation
+    from agentic_onnx.core.generation.options import build_options
 
     model = load(path, threads)
     options = build_options(max_tokens=max_tokens)
@@ -124,7 +124,7 @@ def bench_engine(path: Path, levels: list[int], max_tokens: int, threads: int,
                  repeats: int) -> None:
     import onnxruntime_genai as og
 
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.options import build_options
 
     model = load(path, threads)
     options = build_options(max_tokens=max_tokens)

@@ -36,9 +36,9 @@ def cuda_variant_copy(workdir: Path) -> Path:
 
 
 def parity_on_cuda() -> list[dict]:
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.core.generation.options import build_options
 
     expected = json.loads((MODELS / "expected.json").read_text())
     rows = []

@@ -89,10 +89,10 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     from rich.console import Console
 
     from agentic_onnx.cli import render
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
-    from agentic_onnx.core.options import build_options
-    from agentic_onnx.core.response import Response
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.core.generation.options import build_options
+    from agentic_onnx.core.generation.response import Response
 
     loaded = load_model(open_model_folder(Path(path)), "cpu", threads)
     clock = time.perf_counter
@@ -114,7 +114,7 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     options = build_options(max_tokens=max_tokens)
     response = Response(loaded.stream([{"role": "user", "content": TASK}], options),
                         provider="onnx", model=loaded.folder.name)
-    from agentic_onnx.core.events import TextDelta
+    from agentic_onnx.core.generation.events import TextDelta
 
     started = clock()
     with view:
@@ -135,7 +135,7 @@ def cli(path: str, threads: int, max_tokens: int) -> dict:
     """The real `agentic-onnx run` (router, provider, engine, Response, PlainStream) in this
     process, stdout to /dev/null; the engine's decode loop timed as in `ours`."""
     from agentic_onnx.cli.main import main as cli_main
-    from agentic_onnx.core import engine
+    from agentic_onnx.core.generation import engine
 
     clock = time.perf_counter
     marks: dict = {"inside": [], "outside": [], "last_end": None, "first_start": None}

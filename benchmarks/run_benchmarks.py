@@ -316,7 +316,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def machine() -> dict:
     sys.path.insert(0, str(ROOT))
-    from agentic_onnx.core.bench import machine_description
+    from agentic_onnx.core.bench.runs import machine_description
 
     return machine_description()
 

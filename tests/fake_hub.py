@@ -351,7 +351,7 @@ def install_fixture(model_id: str, fixture: str) -> Path:
     tests of resolution, list, verify and remove."""
     import shutil
 
-    from agentic_onnx.core.store import Manifest, ManifestFile, model_dir, now_iso, write_manifest
+    from agentic_onnx.core.models.store import Manifest, ManifestFile, model_dir, now_iso, write_manifest
 
     source = Path(__file__).parent / "fixtures" / "models" / fixture
     target = model_dir(model_id)

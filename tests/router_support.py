@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.execute import RoutedRun, route_and_stream
 from agentic_onnx.router.rules import RouteFlags
 

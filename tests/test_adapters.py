@@ -1,4 +1,4 @@
-"""LoRA adapters (core/adapters.py): a tiny random PEFT LoRA on the tiny-qwen2 recipe, exported
+"""LoRA adapters (core/models/adapters.py): a tiny random PEFT LoRA on the tiny-qwen2 recipe, exported
 with the genai builder at test time (a LoRA-ready base + `.onnx_adapter` files), checked token
 for token against transformers + PEFT; without an adapter the base's own tokens; two adapters
 on one base in `serve`, each request its own adapter's answer.
@@ -49,7 +49,7 @@ def _peft(model, folder: Path, seed: int) -> None:
 def lora(tmp_path_factory):
     """A LoRA-ready tiny-qwen2 (`base/`, adapters `one` and `two` beside it), the HF checkpoint
     and the PEFT folders."""
-    from agentic_onnx.core import adapters
+    from agentic_onnx.core.models import adapters
 
     work = tmp_path_factory.mktemp("lora")
     make_models = _make_models()
@@ -89,7 +89,7 @@ def _hf_tokens(work: Path, peft_name: str | None) -> list[int]:
 
 
 def _engine_tokens(loaded, adapter: Path | None) -> list[int]:
-    from agentic_onnx.core.options import GenerationOptions
+    from agentic_onnx.core.generation.options import GenerationOptions
 
     prompt = loaded.encode(loaded.render_prompt(MESSAGES))
     return list(loaded.generate_tokens(prompt, GenerationOptions(max_tokens=NEW_TOKENS),
@@ -97,9 +97,9 @@ def _engine_tokens(loaded, adapter: Path | None) -> list[int]:
 
 
 def test_adapter_tokens_equal_transformers_with_peft(lora):
-    from agentic_onnx.core.adapters import installed_adapters
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.models.adapters import installed_adapters
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
 
     loaded = load_model(open_model_folder(lora / "base"), "cpu", 1)
     files = installed_adapters(lora / "base")
@@ -115,11 +115,11 @@ def test_adapter_tokens_equal_transformers_with_peft(lora):
 
 
 def test_prefix_cache_never_reuses_another_adapters_kv(lora):
-    from agentic_onnx.core.adapters import installed_adapters
-    from agentic_onnx.core.conversation import PrefixCache
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
-    from agentic_onnx.core.options import GenerationOptions
+    from agentic_onnx.core.models.adapters import installed_adapters
+    from agentic_onnx.core.generation.conversation import PrefixCache
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.core.generation.options import GenerationOptions
 
     loaded = load_model(open_model_folder(lora / "base"), "cpu", 1)
     files = installed_adapters(lora / "base")
@@ -136,8 +136,8 @@ def test_prefix_cache_never_reuses_another_adapters_kv(lora):
 
 
 def test_run_with_adapter_by_name_and_a_base_without_lora_inputs(lora, tmp_path):
-    from agentic_onnx.core.adapters import AdapterError, AdapterNotFoundError, adapter_for
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.models.adapters import AdapterError, AdapterNotFoundError, adapter_for
+    from agentic_onnx.core.models.model_folder import open_model_folder
 
     folder = open_model_folder(lora / "base")
     assert adapter_for(folder, "two").name == "two.onnx_adapter"
@@ -160,8 +160,8 @@ def test_serve_two_adapters_on_one_base(lora):
     from .server_support import Server, http
 
     expected = {}
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
 
     loaded = load_model(open_model_folder(lora / "base"), "cpu", 1)
     for name in (None, *TARGETS):
@@ -213,10 +213,10 @@ def test_import_adapter_command(lora, tmp_path):
 def test_import_with_lora_builds_a_lora_ready_base_and_its_adapter(lora):
     """`onnx import HF --name N --lora PEFT`: one command from a checkpoint and its PEFT adapter
     to a base that takes adapters, with the adapter beside it."""
-    from agentic_onnx.core.adapters import installed_adapters
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.model_folder import open_model_folder
-    from agentic_onnx.core.store import model_dir
+    from agentic_onnx.core.models.adapters import installed_adapters
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.core.models.store import model_dir
 
     refused = subprocess.run(
         [sys.executable, "-m", "agentic_onnx", "onnx", "import", str(lora / "hf"), "--name",

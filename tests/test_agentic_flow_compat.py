@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.execute import route_and_stream
 from agentic_onnx.router.rules import RouteFlags

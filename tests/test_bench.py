@@ -10,7 +10,7 @@ import json
 import pytest
 
 from agentic_onnx.cli.bench_view import CSV_COLUMNS
-from agentic_onnx.core.bench import METRICS, SCHEMA
+from agentic_onnx.core.bench.runs import METRICS, SCHEMA
 
 from .conftest import MODELS, run_cli
 

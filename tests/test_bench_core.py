@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentic_onnx.core.bench import (
+from agentic_onnx.core.bench.runs import (
     PROMPT_SOURCE,
     BenchSettings,
     BenchTestResult,
@@ -16,7 +16,7 @@ from agentic_onnx.core.bench import (
     check_thresholds,
     exact_prompt,
 )
-from agentic_onnx.core.bench_memory import PeakRss
+from agentic_onnx.core.bench.memory import PeakRss
 from agentic_onnx.core.errors import ExitCode, ThresholdViolatedError, UsageError
 
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from agentic_onnx.core.catalog import load_catalog, parse_catalog
-from agentic_onnx.core.custom_models import add_custom_model, get_custom_model, remove_custom_model
+from agentic_onnx.core.models.catalog import load_catalog, parse_catalog
+from agentic_onnx.core.models.custom_models import add_custom_model, get_custom_model, remove_custom_model
 from agentic_onnx.core.errors import (
     ExitCode,
     InvalidModelError,
@@ -16,7 +16,7 @@ from agentic_onnx.core.errors import (
     NotInstalledError,
     UsageError,
 )
-from agentic_onnx.core.recommend import (
+from agentic_onnx.core.models.recommend import (
     GIB,
     MachineFacts,
     choose_variant,
@@ -24,8 +24,8 @@ from agentic_onnx.core.recommend import (
     fit,
     recommend,
 )
-from agentic_onnx.core.speed_estimate import SpeedFacts
-from agentic_onnx.core.resolve import download_source, resolve
+from agentic_onnx.core.machine.speed_estimate import SpeedFacts
+from agentic_onnx.core.models.resolve import download_source, resolve
 
 from .conftest import MODELS, models_table_column, run_cli
 from .fake_hub import install_fixture
@@ -287,7 +287,7 @@ def test_custom_hub_model_is_a_download_source():
 
 
 def test_onnx_info_reports_the_recommendation():
-    from agentic_onnx.core.system_report import model_recommendation
+    from agentic_onnx.core.machine.system_report import model_recommendation
 
     report = {"memory": {"total_bytes": 8 * GIB}, "gpus": [],
               "execution_providers": {"available": ["cpu"]}}
@@ -330,7 +330,7 @@ def test_vision_entries_are_marked_and_shown():
 
 
 def test_the_download_offer_gives_an_eta_once_a_download_speed_is_known():
-    from agentic_onnx.core import download_rate
+    from agentic_onnx.core.models import download_rate
 
     mini = load_catalog().get("phi-3-mini-4k-cpu")
     download_rate.record(64 * 1024, 1.0)  # too small to say anything about the link: ignored

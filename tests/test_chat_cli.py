@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from agentic_onnx.core.engine import load_model
-from agentic_onnx.core.events import TextDelta
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.engine import load_model
+from agentic_onnx.core.generation.events import TextDelta
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import build_options
 
 from .conftest import MODELS, run_cli
 

@@ -76,7 +76,7 @@ def _explode(*args, **kwargs):
 
 
 def test_unexpected_exception_is_one_redacted_line_and_exit_1(capsys, monkeypatch):
-    monkeypatch.setattr("agentic_onnx.core.store.installed_models", _explode)
+    monkeypatch.setattr("agentic_onnx.core.models.store.installed_models", _explode)
     code, out, err = call(capsys, "onnx", "list")
     assert code == ExitCode.RUNTIME_ERROR and out == ""
     assert len(err) == 1, err
@@ -86,7 +86,7 @@ def test_unexpected_exception_is_one_redacted_line_and_exit_1(capsys, monkeypatc
 
 
 def test_unexpected_exception_with_json_and_debug(capsys, monkeypatch):
-    monkeypatch.setattr("agentic_onnx.core.store.installed_models", _explode)
+    monkeypatch.setattr("agentic_onnx.core.models.store.installed_models", _explode)
     code, out, _ = call(capsys, "onnx", "list", "--json")
     assert code == 1 and error_object(out)["error"]["type"] == "UnexpectedError"
     code, out, err = call(capsys, "onnx", "list", "--debug")

@@ -8,8 +8,8 @@ import re
 import psutil
 import pytest
 
-from agentic_onnx.core.genai_build import swap_command
-from agentic_onnx.core.system_report import genai_build_advice, hardware_target
+from agentic_onnx.core.machine.genai_build import swap_command
+from agentic_onnx.core.machine.system_report import genai_build_advice, hardware_target
 
 from .conftest import run_cli
 
@@ -38,7 +38,7 @@ def test_info_human_output_has_the_sections():
 
 
 def test_no_gpu_means_an_empty_list_never_a_crash():
-    from agentic_onnx.core.hardware import probe_gpus
+    from agentic_onnx.core.machine.hardware import probe_gpus
 
     gpus, reason = probe_gpus()
     assert isinstance(gpus, list)
@@ -76,7 +76,7 @@ AVX512 = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"
 def write_hardware_cache(read_gbps: float, simd: list[str] = AVX512) -> None:
     """A cache as if this machine had measured `read_gbps` with 2 threads and these SIMD flags:
     the CLI then estimates from these numbers instead of probing."""
-    from agentic_onnx.core.bandwidth import CACHE_SCHEMA, cache_path, cpu_fingerprint
+    from agentic_onnx.core.machine.bandwidth import CACHE_SCHEMA, cache_path, cpu_fingerprint
 
     cache_path().parent.mkdir(parents=True, exist_ok=True)
     cache_path().write_text(json.dumps({
@@ -86,7 +86,7 @@ def write_hardware_cache(read_gbps: float, simd: list[str] = AVX512) -> None:
 
 
 def test_info_reuses_the_cached_bandwidth_and_refresh_measures_again():
-    from agentic_onnx.core.bandwidth import cache_path
+    from agentic_onnx.core.machine.bandwidth import cache_path
 
     write_hardware_cache(1234.5)
     cached = json.loads(run_cli("onnx", "info", "--json").stdout)["speed"]

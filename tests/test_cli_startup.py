@@ -140,7 +140,7 @@ def complete(words: str, env: dict[str, str] | None = None) -> list[str]:
 
 
 def test_model_completion_offers_catalog_ids_aliases_and_added_names(tmp_path):
-    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.models.catalog import load_catalog
 
     from .conftest import MODELS
 

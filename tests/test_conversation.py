@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_onnx.core.conversation import Conversation, PrefixCache, common_prefix_length
-from agentic_onnx.core.engine import load_model
+from agentic_onnx.core.generation.conversation import Conversation, PrefixCache, common_prefix_length
+from agentic_onnx.core.generation.engine import load_model
 from agentic_onnx.core.errors import PromptTooLongError
-from agentic_onnx.core.events import Finish, TextDelta, Usage
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.events import Finish, TextDelta, Usage
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import build_options
 
 from .conftest import MODELS
 

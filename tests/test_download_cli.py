@@ -354,7 +354,7 @@ def test_an_unreachable_hub_says_so_not_that_a_connection_was_lost():
 
 
 def test_a_download_remembers_its_speed_for_the_next_offer(hub: FakeHub):
-    from agentic_onnx.core.download_rate import last_rate
+    from agentic_onnx.core.models.download_rate import last_rate
 
     assert last_rate() is None
     assert run_cli("onnx", "download", MODEL_ID).returncode == 0

@@ -148,7 +148,7 @@ def test_a_genai_folder_or_a_chat_model_is_not_an_embedding_model():
 
 
 def test_an_embedding_model_is_not_a_chat_model():
-    from agentic_onnx.core.resolve import resolve
+    from agentic_onnx.core.models.resolve import resolve
 
     for name in ("all-minilm-l6-v2", "nomic-embed-text"):
         with pytest.raises(WrongModelKindError, match="is an embedding model, not a chat model"):
@@ -189,7 +189,7 @@ def _catalog_with(change) -> str:  # noqa: ANN001
 
 
 def test_embedding_entries_carry_their_facts():
-    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.models.catalog import load_catalog
 
     catalog = load_catalog()
     kinds = {entry.id: entry.kind for entry in catalog.models}
@@ -210,7 +210,7 @@ def test_embedding_entries_carry_their_facts():
     (lambda m, d: d["recommendation"].update(small_cpu="bge-small-en-v1.5"), "not a chat model"),
 ])
 def test_bad_embedding_entries_are_rejected(change, needle):
-    from agentic_onnx.core.catalog import parse_catalog
+    from agentic_onnx.core.models.catalog import parse_catalog
 
     with pytest.raises(ValueError, match="invalid model catalog") as caught:
         parse_catalog(_catalog_with(change))
@@ -218,8 +218,8 @@ def test_bad_embedding_entries_are_rejected(change, needle):
 
 
 def test_an_installed_embedding_model_is_never_the_chat_recommendation():
-    from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.recommend import MachineFacts, recommend
+    from agentic_onnx.core.models.catalog import load_catalog
+    from agentic_onnx.core.models.recommend import MachineFacts, recommend
 
     facts = MachineFacts(8 * 2**30, (), ("cpu",))
     choice = recommend(load_catalog(), facts, {"bge-small-en-v1.5"})

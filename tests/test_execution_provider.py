@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from agentic_onnx.core.errors import ExecutionProviderUnavailableError, ExitCode, UsageError
-from agentic_onnx.core.execution_provider import choose_execution_provider
-from agentic_onnx.core.model_folder import ModelFolder
+from agentic_onnx.core.machine.execution_provider import choose_execution_provider
+from agentic_onnx.core.models.model_folder import ModelFolder
 
 
 def variant(*providers: str) -> ModelFolder:

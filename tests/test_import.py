@@ -20,8 +20,8 @@ import pytest
 
 from agentic_onnx.cli.main import main
 from agentic_onnx.core.errors import ExitCode, ImportRefusedError
-from agentic_onnx.core.import_plan import budget_for, require_memory
-from agentic_onnx.core.import_source import module_available
+from agentic_onnx.core.importing.plan import budget_for, require_memory
+from agentic_onnx.core.importing.source import module_available
 from agentic_onnx.core.paths import store_dir
 
 from .conftest import run_cli
@@ -219,7 +219,7 @@ def test_not_enough_disk_is_refused_before_the_build(capsys, tmp_path, monkeypat
 
 
 def test_missing_converter_packages_give_the_exact_install_command(capsys, tmp_path, monkeypatch):
-    from agentic_onnx.core import import_source
+    from agentic_onnx.core.importing import source as import_source
 
     monkeypatch.setattr(import_source, "module_available", lambda name: name not in ("torch", "transformers"))
     code, _, line = call(capsys, "onnx", "import", str(fake_checkpoint(tmp_path / "hf")), "--name", NAME)

@@ -7,7 +7,7 @@ import re
 import time
 
 from agentic_onnx.cli.loading_view import TICKER_MIN_BYTES, loading_indicator, shown_while_loading
-from agentic_onnx.core.engine import LOAD_OBSERVER, LoadStart
+from agentic_onnx.core.generation.engine import LOAD_OBSERVER, LoadStart
 
 FRAME = re.compile(r"\r[|/\\-] Loading big-model \(\d[^)]*, CPU\) \d+\.\d s\x1b\[K")
 

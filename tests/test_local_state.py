@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from agentic_onnx.core import store
+from agentic_onnx.core.models import store
 from agentic_onnx.core.errors import ExitCode, LocalFileError
 from agentic_onnx.core.local_files import local_files
-from agentic_onnx.core.names import check_model_name, is_model_name
+from agentic_onnx.core.models.names import check_model_name, is_model_name
 from agentic_onnx.core.paths import store_dir
 
 from .conftest import MODELS, run_cli

@@ -1,7 +1,7 @@
 import pytest
 
 from agentic_onnx.core.errors import ExitCode, UsageError
-from agentic_onnx.core.options import DEFAULT_MAX_TOKENS, build_options
+from agentic_onnx.core.generation.options import DEFAULT_MAX_TOKENS, build_options
 
 
 def test_defaults_are_greedy_with_the_default_budget():

@@ -140,7 +140,7 @@ def test_no_silent_restart_after_text_reached_the_user(tmp_path, anthropic_fake,
 
 
 def test_partial_text_is_kept_when_the_stream_breaks(config, anthropic_fake):
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.options import build_options
     from agentic_onnx.router.execute import route_and_stream
     from agentic_onnx.router.rules import RouteFlags
 

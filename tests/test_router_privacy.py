@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from agentic_onnx.core.errors import AgenticError, UsageError
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.errors import PrivacyError
 from agentic_onnx.router.fallback import FallbackExecutor
 from agentic_onnx.router.providers.anthropic import AnthropicProvider

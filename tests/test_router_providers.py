@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.anthropic import AnthropicProvider
 from agentic_onnx.router.providers.base import ProviderRequest

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentic_onnx.core.errors import UsageError
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.complexity import estimate_complexity
 from agentic_onnx.router.config import parse_config
 from agentic_onnx.router.execute import route_and_stream

@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from agentic_onnx.core.events import Usage
+from agentic_onnx.core.generation.events import Usage
 from agentic_onnx.router import usage as usage_log
 from agentic_onnx.router.benchmark import percentile, run_benchmark
-from agentic_onnx.core.options import build_options
+from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.costs import FREE, ModelPrice, cost_usd, lookup_price
 
 from .fake_cloud import ok, status
@@ -134,7 +134,7 @@ def test_usage_command_summarises_and_counts_savings(config):
 
 
 def test_router_benchmark_percentiles_are_the_benchmarks_own():
-    from agentic_onnx.core import stats
+    from agentic_onnx.core.bench import stats
 
     values = [float(v) for v in range(1, 21)]
     assert percentile(values, 50) == stats.percentile(values, 50) == 10.5

@@ -233,7 +233,7 @@ def unloaded_app() -> Iterator[str]:
     as far as the queue, then 503), so no model is needed. Yields the base URL."""
     import uvicorn
 
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.models.model_folder import open_model_folder
     from agentic_onnx.server.app import create_app, server_config
     from agentic_onnx.server.pool import ModelPool, ModelSpec
 

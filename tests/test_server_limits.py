@@ -113,7 +113,7 @@ def test_health_is_503_while_the_models_load():
     """In process: a pool whose loading waits for the test."""
     import uvicorn
 
-    from agentic_onnx.core.model_folder import open_model_folder
+    from agentic_onnx.core.models.model_folder import open_model_folder
     from agentic_onnx.server.app import create_app, server_config
     from agentic_onnx.server.pool import ModelPool, ModelSpec
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from agentic_onnx.core import bandwidth
-from agentic_onnx.core.bandwidth import cache_path, cpu_fingerprint, cpu_speed_facts
-from agentic_onnx.core.hardware import CpuInfo
-from agentic_onnx.core.speed_estimate import (
+from agentic_onnx.core.machine import bandwidth
+from agentic_onnx.core.machine.bandwidth import cache_path, cpu_fingerprint, cpu_speed_facts
+from agentic_onnx.core.machine.hardware import CpuInfo
+from agentic_onnx.core.machine.speed_estimate import (
     USABLE_TOKENS_PER_S,
     SpeedEstimate,
     estimate_cpu,

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from agentic_onnx.core import stats
+from agentic_onnx.core.bench import stats
 
 
 def test_mean_and_sample_std_of_known_values():

@@ -1,4 +1,4 @@
-from agentic_onnx.core.stop_strings import StopStringMatcher
+from agentic_onnx.core.generation.stop_strings import StopStringMatcher
 
 
 def feed_all(stops, chunks):

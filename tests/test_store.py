@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from agentic_onnx.core import store
+from agentic_onnx.core.models import store
 from agentic_onnx.core.errors import (
     ExitCode,
     InsufficientDiskError,

@@ -9,12 +9,12 @@ from decimal import Decimal
 import jsonschema
 import pytest
 
-from agentic_onnx.core.engine import load_model
+from agentic_onnx.core.generation.engine import load_model
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import build_options
-from agentic_onnx.core.response import Response
-from agentic_onnx.core.structured import (
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import build_options
+from agentic_onnx.core.generation.response import Response
+from agentic_onnx.core.answers.structured import (
     SchemaError,
     StructuredOutputError,
     check_answer,

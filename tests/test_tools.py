@@ -9,15 +9,15 @@ import shutil
 import jsonschema
 import pytest
 
-from agentic_onnx.core.engine import load_model
+from agentic_onnx.core.generation.engine import load_model
 from agentic_onnx.core.errors import ExitCode
-from agentic_onnx.core.events import Finish, FirstToken, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import build_options
-from agentic_onnx.core.response import Response
-from agentic_onnx.core.structured import SchemaError, StructuredOutputError
-from agentic_onnx.core.tool_prompt import prompt_messages, renders_tools, template_source
-from agentic_onnx.core.tools import (
+from agentic_onnx.core.generation.events import Finish, FirstToken, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import build_options
+from agentic_onnx.core.generation.response import Response
+from agentic_onnx.core.answers.structured import SchemaError, StructuredOutputError
+from agentic_onnx.core.answers.tool_prompt import prompt_messages, renders_tools, template_source
+from agentic_onnx.core.answers.tools import (
     MARKER,
     ToolCallReader,
     ToolChoice,

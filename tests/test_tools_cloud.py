@@ -8,11 +8,11 @@ import json
 import pytest
 
 from agentic_onnx.core.errors import UsageError
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta
-from agentic_onnx.core.options import build_options
-from agentic_onnx.core.response import Response
-from agentic_onnx.core.structured import check_answer, json_mode, response_format
-from agentic_onnx.core.tools import ToolChoice, parse_tools
+from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta
+from agentic_onnx.core.generation.options import build_options
+from agentic_onnx.core.generation.response import Response
+from agentic_onnx.core.answers.structured import check_answer, json_mode, response_format
+from agentic_onnx.core.answers.tools import ToolChoice, parse_tools
 from agentic_onnx.router.config import parse_config
 from agentic_onnx.router.execute import route_and_stream
 from agentic_onnx.router.providers.anthropic import AnthropicProvider

@@ -1,5 +1,5 @@
 """Images in `chat`: `/image PATH` attaches to the next turn, and the answer is the engine's own
-for the same history and images (core.conversation runs vision turns through the engine)."""
+for the same history and images (core.generation.conversation runs vision turns through the engine)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from agentic_onnx.core import vision
-from agentic_onnx.core.conversation import Conversation
-from agentic_onnx.core.engine import clear_model_cache, load_model
-from agentic_onnx.core.events import TextDelta
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.generation import vision
+from agentic_onnx.core.generation.conversation import Conversation
+from agentic_onnx.core.generation.engine import clear_model_cache, load_model
+from agentic_onnx.core.generation.events import TextDelta
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import GenerationOptions
 
 from .conftest import FIXTURES, MODELS, run_cli
 

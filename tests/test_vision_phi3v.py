@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from agentic_onnx.core import vision
-from agentic_onnx.core.engine import clear_model_cache, load_model
-from agentic_onnx.core.events import TextDelta, Usage
-from agentic_onnx.core.model_folder import open_model_folder
-from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.generation import vision
+from agentic_onnx.core.generation.engine import clear_model_cache, load_model
+from agentic_onnx.core.generation.events import TextDelta, Usage
+from agentic_onnx.core.models.model_folder import open_model_folder
+from agentic_onnx.core.generation.options import GenerationOptions
 
 from .conftest import FIXTURES, MODELS, run_cli
 

@@ -1,5 +1,5 @@
 """`onnx import --adapter PEFT_FOLDER --base NAME` (routed here by cli/import_commands.py): a PEFT
-LoRA adapter converted for a LoRA-ready base (core.adapters)."""
+LoRA adapter converted for a LoRA-ready base (core.models.adapters)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def import_adapter_command(
 ) -> None:
     """Convert a PEFT LoRA adapter into an .onnx_adapter kept beside its base model."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.adapters import import_adapter
+    from agentic_onnx.core.models.adapters import import_adapter
 
     path = import_adapter(adapter, base, name)
     adapter_name = path.name.removesuffix(".onnx_adapter")

@@ -26,7 +26,7 @@ def test_command(
     execution provider is unavailable; 1 onnxruntime-genai failed to load or generate.
     """
     from agentic_onnx.cli import bench_view, render
-    from agentic_onnx.core.bench import smoke_test
+    from agentic_onnx.core.bench.runs import smoke_test
     from agentic_onnx.core.errors import ModelTestFailedError
 
     result = smoke_test(model, execution_provider, threads)
@@ -68,7 +68,7 @@ def benchmark_command(
     docs/benchmark.md. Exit 6 when a threshold is violated (the results are still written).
     """
     from agentic_onnx.cli import bench_view
-    from agentic_onnx.core.bench import BenchSettings, Thresholds, run_benchmark
+    from agentic_onnx.core.bench.runs import BenchSettings, Thresholds, run_benchmark
     from agentic_onnx.core.errors import UsageError
 
     fmt = "json" if json_output else output_format.lower()
@@ -112,7 +112,7 @@ def _int_list(option: str, text: str) -> tuple[int, ...]:
 
 def _execution_providers(text: str) -> list[str]:
     from agentic_onnx.core.errors import UsageError
-    from agentic_onnx.core.execution_provider import EP_CHOICES
+    from agentic_onnx.core.machine.execution_provider import EP_CHOICES
 
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in EP_CHOICES]

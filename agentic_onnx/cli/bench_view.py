@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agentic_onnx.cli import render
-from agentic_onnx.core.bench import (
+from agentic_onnx.core.bench.runs import (
     METRICS,
     MIB,
     BenchmarkReport,

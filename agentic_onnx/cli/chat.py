@@ -1,6 +1,6 @@
 """`agentic-onnx chat`: an interactive multi-turn session on a local model.
 
-The model's KV cache is kept between turns (core.conversation), so each turn feeds the model
+The model's KV cache is kept between turns (core.generation.conversation), so each turn feeds the model
 only its own tokens. Line editing and history come from the stdlib `readline` on a terminal;
 piped stdin is read line by line (scripts and tests). Ctrl-C stops the answer, not the session;
 EOF (Ctrl-D) or /exit ends it.
@@ -63,9 +63,9 @@ def chat_command(
     from agentic_onnx.cli import render
     from agentic_onnx.cli.loading_view import shown_while_loading
     from agentic_onnx.cli.store_commands import resolve_for_run
-    from agentic_onnx.core.conversation import Conversation
-    from agentic_onnx.core.engine import load_model
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.conversation import Conversation
+    from agentic_onnx.core.generation.engine import load_model
+    from agentic_onnx.core.generation.options import build_options
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
@@ -75,7 +75,7 @@ def chat_command(
         render.warning(message)
     adapter_file = None
     if adapter:
-        from agentic_onnx.core.adapters import adapter_for
+        from agentic_onnx.core.models.adapters import adapter_for
 
         adapter_file = adapter_for(loaded.folder, adapter)
     conversation = Conversation(loaded, system, on_notice=render.warning, adapter=adapter_file)
@@ -89,7 +89,7 @@ class ChatSession:
         self.conversation = conversation
         self.options = options
         self.last_response: Any = None
-        self.pending_images: list[Any] = []  # core.vision.ImageInput, for the next message
+        self.pending_images: list[Any] = []  # core.generation.vision.ImageInput, for the next message
         self._interactive = sys.stdin.isatty()
 
     def run(self) -> None:
@@ -136,10 +136,10 @@ class ChatSession:
     def answer(self, text: str) -> None:
         """Stream the answer to `text`; Ctrl-C stops it and keeps what was shown."""
         from agentic_onnx.cli import render
-        from agentic_onnx.core.events import TextDelta
-        from agentic_onnx.core.response import Response
+        from agentic_onnx.core.generation.events import TextDelta
+        from agentic_onnx.core.generation.response import Response
 
-        from agentic_onnx.core.vision import ImageError, ImageTooLargeError
+        from agentic_onnx.core.generation.vision import ImageError, ImageTooLargeError
 
         model = self.conversation.model
         images, self.pending_images = self.pending_images, []
@@ -195,7 +195,7 @@ class ChatSession:
         """`/image PATH`: checked now (file, format, a vision model), sent with the next message."""
         from agentic_onnx.cli import render
         from agentic_onnx.core.errors import UsageError
-        from agentic_onnx.core.vision import load_image, tag_style
+        from agentic_onnx.core.generation.vision import load_image, tag_style
 
         if not path:
             attached = ", ".join(image.label for image in self.pending_images) or "none"

@@ -1,4 +1,4 @@
-"""`agentic-onnx onnx import`: bring your own model (core/importer.py; docs/import.md).
+"""`agentic-onnx onnx import`: bring your own model (core/importing/importer.py; docs/import.md).
 
 `onnx import SOURCE --name NAME` converts a Hugging Face folder, a hub repo or an fp32/fp16 GGUF
 into the store. `onnx import --adapter PEFT_FOLDER --base NAME` converts a LoRA adapter for a
@@ -57,17 +57,17 @@ def import_command(
 def _request(source: str, name: str, precision: str | None, execution_provider: str | None,
              revision: str | None, config_dir: Path | None, block_size: int | None,
              accuracy_level: int | None, force: bool, lora: Path | None):  # noqa: ANN202
-    """The core's ImportRequest; `--lora` builds the graph with LoRA inputs (core/adapters.py):
+    """The core's ImportRequest; `--lora` builds the graph with LoRA inputs (core/models/adapters.py):
     the builder exports that adapter's MatMuls, which then become inputs with zero defaults."""
     from agentic_onnx.core.errors import UsageError
-    from agentic_onnx.core.importer import ImportRequest
+    from agentic_onnx.core.importing.importer import ImportRequest
 
     lora_options: dict[str, str] = {}
     if lora is not None:
         if precision in ("int4", "int8"):
             raise UsageError(f"--lora needs an fp32 or fp16 model (an {precision} export "
                              "quantizes the LoRA MatMuls too).", "Pass --precision fp32 or fp16.")
-        from agentic_onnx.core.adapters import lora_ready_extra_options
+        from agentic_onnx.core.models.adapters import lora_ready_extra_options
 
         precision = precision or "fp32"
         lora_options = lora_ready_extra_options(lora)
@@ -80,17 +80,17 @@ def _request(source: str, name: str, precision: str | None, execution_provider: 
 
 
 def _make_lora_ready(folder: Path) -> object:
-    from agentic_onnx.core.adapters import make_lora_ready
+    from agentic_onnx.core.models.adapters import make_lora_ready
 
     return make_lora_ready(folder)
 
 
-def _import_base(request, json_output: bool) -> None:  # noqa: ANN001 - core.importer.ImportRequest
+def _import_base(request, json_output: bool) -> None:  # noqa: ANN001 - core.importing.importer.ImportRequest
     from agentic_onnx.cli import render
     from agentic_onnx.cli.import_view import ImportProgressView
     from agentic_onnx.core.errors import ExitCode
-    from agentic_onnx.core.importer import import_model
-    from agentic_onnx.core.store import format_bytes, partial_dir
+    from agentic_onnx.core.importing.importer import import_model
+    from agentic_onnx.core.models.store import format_bytes, partial_dir
 
     name = request.name
     try:

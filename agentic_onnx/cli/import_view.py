@@ -7,8 +7,8 @@ from pathlib import Path
 
 from agentic_onnx.cli import render
 from agentic_onnx.cli.store_view import DownloadProgressView
-from agentic_onnx.core.importer import ImportListener
-from agentic_onnx.core.store import format_bytes
+from agentic_onnx.core.importing.importer import ImportListener
+from agentic_onnx.core.models.store import format_bytes
 
 
 class ImportProgressView(ImportListener):

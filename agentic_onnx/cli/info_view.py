@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from agentic_onnx.cli import render
-from agentic_onnx.core.speed_estimate import format_rate
+from agentic_onnx.core.machine.speed_estimate import format_rate
 
 
 def _gib(value: int | None) -> str:

@@ -35,9 +35,9 @@ sys.stderr.flush()
 
 @contextmanager
 def loading_indicator(start: Any) -> Iterator[None]:
-    """Show `start` (core.engine.LoadStart) while the block runs."""
-    from agentic_onnx.core.execution_provider import EP_LABELS
-    from agentic_onnx.core.store import format_bytes
+    """Show `start` (core.generation.engine.LoadStart) while the block runs."""
+    from agentic_onnx.core.machine.execution_provider import EP_LABELS
+    from agentic_onnx.core.models.store import format_bytes
 
     label = (f"Loading {start.name} ({format_bytes(start.size_bytes)}, "
              f"{EP_LABELS.get(start.execution_provider, start.execution_provider)})")
@@ -58,7 +58,7 @@ def shown_while_loading() -> Iterator[None]:
     if not sys.stderr.isatty():
         yield
         return
-    from agentic_onnx.core.engine import LOAD_OBSERVER
+    from agentic_onnx.core.generation.engine import LOAD_OBSERVER
 
     token = LOAD_OBSERVER.set(loading_indicator)
     try:

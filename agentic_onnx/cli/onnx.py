@@ -20,7 +20,7 @@ def info_command(
     """Show CPU, memory bandwidth, GPUs, execution providers, packages and the recommended model."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.info_view import render_info
-    from agentic_onnx.core.system_report import system_report
+    from agentic_onnx.core.machine.system_report import system_report
 
     report = system_report(refresh=refresh)
     if json_output:

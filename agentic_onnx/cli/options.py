@@ -34,7 +34,7 @@ def complete_model(incomplete: str) -> list[str]:
     """Tab completion for --model: the names that start with what was typed (a path completes
     as a path in the shell when nothing matches)."""
     try:
-        from agentic_onnx.core.resolve import model_names
+        from agentic_onnx.core.models.resolve import model_names
 
         return [name for name in model_names() if name.startswith(incomplete)]
     except Exception:  # noqa: BLE001 - a broken store must not break the shell
@@ -54,7 +54,7 @@ ModelOpt = Annotated[
 def _check_execution_provider(value: str) -> str:
     """An unknown EP name is a usage error (exit 2) before anything loads."""
     from agentic_onnx.core.errors import UsageError
-    from agentic_onnx.core.execution_provider import EP_CHOICES
+    from agentic_onnx.core.machine.execution_provider import EP_CHOICES
 
     if value.lower() not in EP_CHOICES:
         raise UsageError(f"Invalid value for --execution-provider: {value!r} is not one of "

@@ -100,7 +100,7 @@ def benchmark_command(
     """Compare providers on one task: TTFT, tokens/s, latency p50/p95, cost, success rate."""
     from agentic_onnx.cli import render
     from agentic_onnx.core.errors import UsageError
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.options import build_options
     from agentic_onnx.router.benchmark import all_failed_error, run_benchmark
 
     specs = [spec.strip() for spec in providers.split(",") if spec.strip()]

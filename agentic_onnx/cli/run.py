@@ -60,7 +60,7 @@ def run_command(
     debug: DebugOpt = False,
 ) -> None:
     """Generate a streamed answer to one prompt: a local ONNX model, or the provider the router picks."""
-    from agentic_onnx.core.options import build_options
+    from agentic_onnx.core.generation.options import build_options
     from agentic_onnx.router.rules import RouteFlags
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
@@ -88,11 +88,11 @@ def run_command(
 
 
 def read_images(paths: list[str], task: str | None) -> list[Any]:
-    """`--image` files (core.vision.load_image); stdin carries either one image or the task."""
+    """`--image` files (core.generation.vision.load_image); stdin carries either one image or the task."""
     if not paths:
         return []
     from agentic_onnx.core.errors import UsageError
-    from agentic_onnx.core.vision import load_image
+    from agentic_onnx.core.generation.vision import load_image
 
     if paths.count("-") > 1:
         raise UsageError("Only one --image can be read from stdin ('-').", "Pass the others as files.")
@@ -106,9 +106,9 @@ def read_images(paths: list[str], task: str | None) -> list[Any]:
 class AnswerSpec:
     """What the answer must be: free text, JSON for a schema, or text/a call to given tools."""
 
-    response_format: Any = None  # core.structured.ResponseFormat
-    tools: tuple[Any, ...] = ()  # core.tools.Tool
-    tool_choice: Any = None  # core.tools.ToolChoice
+    response_format: Any = None  # core.answers.structured.ResponseFormat
+    tools: tuple[Any, ...] = ()  # core.answers.tools.Tool
+    tool_choice: Any = None  # core.answers.tools.ToolChoice
 
     @classmethod
     def from_options(cls, schema: str | None, json_mode: bool, tools: str | None,
@@ -124,11 +124,11 @@ class AnswerSpec:
             raise UsageError("--tools cannot be combined with --schema or --json-mode.",
                              "A tool's parameters are its schema; pass one of them.")
         if schema is not None or json_mode:
-            from agentic_onnx.core import structured
+            from agentic_onnx.core.answers import structured
 
             return cls(structured.load_schema(schema) if schema else structured.json_mode())
         if tools is not None:
-            from agentic_onnx.core.tools import load_tools, parse_tool_choice
+            from agentic_onnx.core.answers.tools import load_tools, parse_tool_choice
 
             loaded = load_tools(tools)
             return cls(tools=tuple(loaded), tool_choice=parse_tool_choice(tool_choice, loaded))
@@ -143,13 +143,13 @@ class AnswerSpec:
                 "tool_choice": self.tool_choice, "response_format": self.response_format}
 
     def check(self, response: Any) -> None:
-        """Raise core.structured.StructuredOutputError unless the answer is what was asked."""
+        """Raise core.answers.structured.StructuredOutputError unless the answer is what was asked."""
         if self.response_format is not None:
-            from agentic_onnx.core.structured import check_answer
+            from agentic_onnx.core.answers.structured import check_answer
 
             check_answer(response.text, response.finish_reason, self.response_format)
         elif self.tools:
-            from agentic_onnx.core.tools import check_reply
+            from agentic_onnx.core.answers.tools import check_reply
 
             check_reply(response.text, response.tool_calls, response.finish_reason, self.tools,
                         self.tool_choice, response.tool_call_cut)
@@ -207,8 +207,8 @@ def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN
     """Check the finished answer and print what is not streamed; the error, if any, is
     returned carrying the answer's fields (with --json they go into the error object)."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.response import tool_call_json
-    from agentic_onnx.core.structured import StructuredOutputError
+    from agentic_onnx.core.generation.response import tool_call_json
+    from agentic_onnx.core.answers.structured import StructuredOutputError
 
     response = routed.response
     try:
@@ -230,7 +230,7 @@ def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN
 def _render_stream(response, json_output: bool) -> bool:  # noqa: ANN001
     """Consume the response into the right view; True when Ctrl-C stopped it."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.events import TextDelta
+    from agentic_onnx.core.generation.events import TextDelta
 
     if json_output:
         view = None

@@ -84,7 +84,7 @@ def _guard_config(host: str, allowed_hosts: list[str], cors_origins: list[str],
 
 def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
     from agentic_onnx.cli import render
-    from agentic_onnx.core.resolve import resolve
+    from agentic_onnx.core.models.resolve import resolve
     from agentic_onnx.server.pool import ModelSpec
 
     specs: dict[str, ModelSpec] = {}
@@ -101,9 +101,9 @@ def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
 
 
 def _adapters_beside(folder) -> tuple:  # noqa: ANN001
-    """The LoRA adapters kept with a model (core.adapters), served as BASE:ADAPTER: loaded on
+    """The LoRA adapters kept with a model (core.models.adapters), served as BASE:ADAPTER: loaded on
     first use into the base's own og.Model, so each costs its tensors, not another base."""
-    from agentic_onnx.core.adapters import installed_adapters
+    from agentic_onnx.core.models.adapters import installed_adapters
 
     return tuple(installed_adapters(folder.path).items())
 
@@ -112,8 +112,8 @@ def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]
     """The id a served model is published under, and the other names requests may use: a store
     model is its id (an alias it was chosen by also works); a model added with `onnx add` is its
     name; a folder is the folder's name."""
-    from agentic_onnx.core.custom_models import get_custom_model
-    from agentic_onnx.core.names import is_model_name
+    from agentic_onnx.core.models.custom_models import get_custom_model
+    from agentic_onnx.core.models.names import is_model_name
 
     named = name is not None and is_model_name(name)
     if resolution.model_id:

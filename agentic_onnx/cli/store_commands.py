@@ -35,10 +35,10 @@ def models_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> Non
 
 
 def catalog_rows() -> list[dict[str, Any]]:
-    from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.custom_models import load_custom_models
-    from agentic_onnx.core.recommend import estimate, fit, probe_machine, recommend
-    from agentic_onnx.core.store import installed_models
+    from agentic_onnx.core.models.catalog import load_catalog
+    from agentic_onnx.core.models.custom_models import load_custom_models
+    from agentic_onnx.core.models.recommend import estimate, fit, probe_machine, recommend
+    from agentic_onnx.core.models.store import installed_models
 
     catalog, facts = load_catalog(), probe_machine()
     installed = {manifest.id for manifest, _ in installed_models()}
@@ -88,10 +88,10 @@ def download_with_progress(spec: str, revision: str | None = None, force: bool =
     """Download with the progress view; Ctrl-C stops cleanly and exits 130 (a rerun resumes)."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_view import DownloadProgressView
-    from agentic_onnx.core.download import download_model
+    from agentic_onnx.core.models.download import download_model
     from agentic_onnx.core.errors import ExitCode
-    from agentic_onnx.core.resolve import download_source
-    from agentic_onnx.core.store import format_bytes
+    from agentic_onnx.core.models.resolve import download_source
+    from agentic_onnx.core.models.store import format_bytes
 
     source, note = download_source(spec)
     if note:
@@ -116,10 +116,10 @@ def list_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """List installed models: size on disk, EP, revision, last used, path."""
     from agentic_onnx.cli import render
     from agentic_onnx.cli.store_view import installed_table
-    from agentic_onnx.core.leftovers import sweep_leftovers
-    from agentic_onnx.core.adapters import installed_adapters
-    from agentic_onnx.core.linked_models import linked_models
-    from agentic_onnx.core.store import installed_models
+    from agentic_onnx.core.models.leftovers import sweep_leftovers
+    from agentic_onnx.core.models.adapters import installed_adapters
+    from agentic_onnx.core.models.linked_models import linked_models
+    from agentic_onnx.core.models.store import installed_models
 
     sweep_leftovers()  # what a killed remove or download left behind
     rows = [{"id": m.id, "path": str(path), "size_bytes": _size_on_disk(path),
@@ -151,11 +151,11 @@ def _size_on_disk(folder: Path) -> int:
 def remove_command(model_id: ModelIdArg, yes: YesOpt = False, debug: DebugOpt = False) -> None:
     """Delete an installed model (only ever inside the store). Asks first on a terminal."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.custom_models import get_custom_model, remove_custom_model
+    from agentic_onnx.core.models.custom_models import get_custom_model, remove_custom_model
     from agentic_onnx.core.errors import ModelNotFoundError
-    from agentic_onnx.core.leftovers import sweep_leftovers
-    from agentic_onnx.core.names import check_model_name
-    from agentic_onnx.core.store import model_dir, partial_dir, remove_model
+    from agentic_onnx.core.models.leftovers import sweep_leftovers
+    from agentic_onnx.core.models.names import check_model_name
+    from agentic_onnx.core.models.store import model_dir, partial_dir, remove_model
 
     check_model_name(model_id)
     sweep_leftovers()  # what a killed remove or download left behind
@@ -185,8 +185,8 @@ def verify_command(model_id: ModelIdArg, json_output: JsonOpt = False, debug: De
     """Re-check the SHA-256 of every file of an installed model against its manifest; for a
     model added with `onnx add --path`: its files are readable, its config valid, and it loads."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.linked_models import is_linked, verify_linked
-    from agentic_onnx.core.store import verify_model
+    from agentic_onnx.core.models.linked_models import is_linked, verify_linked
+    from agentic_onnx.core.models.store import verify_model
 
     if is_linked(model_id):
         check = verify_linked(model_id)
@@ -215,7 +215,7 @@ def add_command(
 ) -> None:
     """Register a custom model: a local folder (--path) or a hub model to download (--repo)."""
     from agentic_onnx.cli import render
-    from agentic_onnx.core.custom_models import add_custom_model
+    from agentic_onnx.core.models.custom_models import add_custom_model
 
     model = add_custom_model(name, path=path, repo=repo, subfolder=subfolder, revision=revision,
                              replace=force)
@@ -228,7 +228,7 @@ def add_command(
 
 def _offer_details(model_id: str) -> str:
     """` (2.7 GB; 40.1 GB free after; ~11 tok/s here)` for a catalog model, else nothing."""
-    from agentic_onnx.core.recommend import describe_download
+    from agentic_onnx.core.models.recommend import describe_download
 
     details = describe_download(model_id)
     return f" ({details})" if details else ""
@@ -239,8 +239,8 @@ def resolve_for_run(spec: str | None, assume_yes: bool = False):  # noqa: ANN201
     terminal (or fetched with --yes); otherwise the error carries the download command."""
     from agentic_onnx.cli import render
     from agentic_onnx.core.errors import NotInstalledError
-    from agentic_onnx.core.resolve import resolve
-    from agentic_onnx.core.store import mark_used
+    from agentic_onnx.core.models.resolve import resolve
+    from agentic_onnx.core.models.store import mark_used
 
     try:
         resolution = resolve(spec)

@@ -19,10 +19,10 @@ from rich.progress import (
 from rich.table import Table
 
 from agentic_onnx.cli import render
-from agentic_onnx.core.download import DownloadListener, RemoteFile
-from agentic_onnx.core.execution_provider import EP_LABELS
-from agentic_onnx.core.speed_estimate import format_rate
-from agentic_onnx.core.store import format_bytes
+from agentic_onnx.core.models.download import DownloadListener, RemoteFile
+from agentic_onnx.core.machine.execution_provider import EP_LABELS
+from agentic_onnx.core.machine.speed_estimate import format_rate
+from agentic_onnx.core.models.store import format_bytes
 
 
 
@@ -48,7 +48,7 @@ def catalog_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _estimate(row: dict[str, Any]) -> str:
-    """~6 (tokens/s, core/speed_estimate.py); - where there is none (no usable EP, custom)."""
+    """~6 (tokens/s, core/machine/speed_estimate.py); - where there is none (no usable EP, custom)."""
     rate = row.get("estimated_tokens_per_s")
     return "-" if rate is None else f"~{format_rate(rate)}"
 

@@ -126,7 +126,7 @@ class StoreError(AgenticError):
 
 
 class InvalidModelNameError(UsageError, StoreError):
-    """A model name that breaks the one name rule (core/names.py): refused by every command.
+    """A model name that breaks the one name rule (core/models/names.py): refused by every command.
     Bad input (a UsageError) that would also leave the store (a StoreError); exit 2 either way."""
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_onnx.core.errors import AgenticError
-from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.generation.options import GenerationOptions
 from agentic_onnx.router.execute import route_and_stream
 from agentic_onnx.router.rules import RouteFlags
 
@@ -51,9 +51,9 @@ class ProviderResult:
 
 
 def percentile(values: list[float], pct: float) -> float | None:
-    """core.stats.percentile (one definition for every report: linear interpolation between
+    """core.bench.stats.percentile (one definition for every report: linear interpolation between
     closest ranks, so p50 <= p95 always holds); None for no samples."""
-    from agentic_onnx.core.stats import percentile as interpolated
+    from agentic_onnx.core.bench.stats import percentile as interpolated
 
     return interpolated(values, pct) if values else None
 

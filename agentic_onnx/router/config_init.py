@@ -71,7 +71,7 @@ def _back_up(path: Path) -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    from agentic_onnx.core.store import write_text_atomic
+    from agentic_onnx.core.models.store import write_text_atomic
 
     write_text_atomic(path, text, FILE_MODE)  # 0600 before a byte is written
 

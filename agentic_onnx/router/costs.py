@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from agentic_onnx.core.events import Usage
+from agentic_onnx.core.generation.events import Usage
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 

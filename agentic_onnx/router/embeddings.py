@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_onnx.core.errors import AgenticError, UsageError
-from agentic_onnx.core.events import Finish, StreamEvent, Usage
+from agentic_onnx.core.generation.events import Finish, StreamEvent, Usage
 from agentic_onnx.router.config import LoadedConfig
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor
 from agentic_onnx.router.providers.base import Provider, ProviderRequest

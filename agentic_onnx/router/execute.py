@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from agentic_onnx.core.errors import AgenticError
-from agentic_onnx.core.events import StreamEvent
-from agentic_onnx.core.options import GenerationOptions
-from agentic_onnx.core.response import Response
+from agentic_onnx.core.generation.events import StreamEvent
+from agentic_onnx.core.generation.options import GenerationOptions
+from agentic_onnx.core.generation.response import Response
 from agentic_onnx.router.config import LoadedConfig
 from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.costs import ModelPrice, cost_usd, lookup_price
@@ -88,8 +88,8 @@ def route_and_stream(
     adapter: str | None = None,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
-    (default: core.resolve.resolve_model; the CLI passes its own to offer downloads).
-    `tools`/`tool_choice` (core.tools) and `response_format` (core.structured) go to every
+    (default: core.models.resolve.resolve_model; the CLI passes its own to offer downloads).
+    `tools`/`tool_choice` (core.answers.tools) and `response_format` (core.answers.structured) go to every
     candidate in its own mechanism (see ProviderRequest)."""
     # Every notice may quote a server (a fallback's reason): redacted on the way out.
     notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda message: None)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_onnx.core.errors import AgenticError
-from agentic_onnx.core.events import StreamEvent, TextDelta, ToolCallDelta
+from agentic_onnx.core.generation.events import StreamEvent, TextDelta, ToolCallDelta
 from agentic_onnx.router.config import RetryConfig
 from agentic_onnx.router.errors import (
     AllProvidersFailedError,

@@ -168,7 +168,7 @@ def tool_capability(model: str | None) -> bool | None:
     family (every variant must have `tools`), None when the catalog does not know the model."""
     if not model:
         return None
-    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.models.catalog import load_catalog
 
     catalog = load_catalog()
     entry = catalog.get(model)

@@ -101,7 +101,7 @@ def _write(entries: dict[str, TrustEntry]) -> None:
 
 
 def _write_atomically(path: Path, entries: dict[str, TrustEntry]) -> None:
-    from agentic_onnx.core.store import write_json_atomic
+    from agentic_onnx.core.models.store import write_json_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"version": 1, "trusted": [

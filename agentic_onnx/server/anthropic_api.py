@@ -4,9 +4,9 @@ built on it) can run on a local model with `ANTHROPIC_BASE_URL=http://127.0.0.1:
 The stream is Anthropic's own event sequence: message_start, content_block_start, ping,
 content_block_delta..., content_block_stop, message_delta (stop_reason, usage), message_stop.
 Text, `tool_use` and `tool_result` blocks; `image` blocks with base64 sources go to a vision
-model as images (core.vision), `url` sources are a 400 (the server never fetches from the
+model as images (core.generation.vision), `url` sources are a 400 (the server never fetches from the
 network on a client's behalf); documents are a 400. With `tools`, a
-reply may be a call (core.tools: constrained decoding), sent as a `tool_use` block (its input
+reply may be a call (core.answers.tools: constrained decoding), sent as a `tool_use` block (its input
 as one input_json_delta) with stop_reason `tool_use`. `metadata.user_id` and vLLM's `cache_salt`
 choose whose KV cache a request may reuse (server.http.tenant).
 """
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
@@ -146,7 +146,7 @@ def _text(content: Union[str, list[Any], None]) -> str:
 def _turns(message: _Message, label: str, images: list[Any]) -> list[dict[str, Any]]:
     """One Anthropic message as OpenAI-shaped turns (the engine's shape): tool_result blocks
     become `tool` turns, tool_use blocks an assistant turn's `tool_calls`, image blocks
-    core.vision's marker where they stand (their images join `images`)."""
+    core.generation.vision's marker where they stand (their images join `images`)."""
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
     turns: list[dict[str, Any]] = [
@@ -165,7 +165,7 @@ def _turns(message: _Message, label: str, images: list[Any]) -> list[dict[str, A
 
 
 def _text_and_images(blocks: list[_Block], label: str, images: list[Any]) -> str:
-    from agentic_onnx.core.vision import IMAGE_MARKER
+    from agentic_onnx.core.generation.vision import IMAGE_MARKER
 
     texts = []
     for index, block in enumerate(blocks):
@@ -198,8 +198,8 @@ def _answer(body: MessagesRequest) -> dict[str, Any]:
     """Anthropic tools/tool_choice as the pool's Job takes them; 400 when they are bad."""
     if not body.tools:
         return {}
-    from agentic_onnx.core.structured import SchemaError
-    from agentic_onnx.core.tools import parse_tool_choice, parse_tools
+    from agentic_onnx.core.answers.structured import SchemaError
+    from agentic_onnx.core.answers.tools import parse_tool_choice, parse_tools
 
     functions = [{"type": "function", "function": {
         "name": tool.get("name"), "description": tool.get("description") or "",
@@ -219,7 +219,7 @@ def _tool_uses(items: list[Any]) -> list[dict[str, Any]]:
 
 
 def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any, list[Any]]:
-    from agentic_onnx.core.options import GenerationOptions
+    from agentic_onnx.core.generation.options import GenerationOptions
 
     images: list[Any] = []
     chat = [{"role": "system", "content": _text(body.system)}] if _text(body.system) else []

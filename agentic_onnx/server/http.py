@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from agentic_onnx.core.events import ToolCallDelta
+from agentic_onnx.core.generation.events import ToolCallDelta
 from agentic_onnx.server.pool import Ended, Failed, Job, QueueFullError, Started
 
 MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
@@ -146,12 +146,12 @@ def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options
 
 
 def decode_image(data: Any, label: str) -> Any:
-    """Base64 image bytes from a request as a core.vision.ImageInput; a 400 when they are not
+    """Base64 image bytes from a request as a core.generation.vision.ImageInput; a 400 when they are not
     base64 or not a PNG, JPEG or BMP image."""
     import base64
     import binascii
 
-    from agentic_onnx.core.vision import ImageError, image_from_bytes
+    from agentic_onnx.core.generation.vision import ImageError, image_from_bytes
 
     try:
         raw = base64.b64decode(str(data), validate=True)
@@ -176,7 +176,7 @@ def check_vision(pool: Any, model: str | None, images: list[Any]) -> None:
     """Images for a text-only model are a 400 before the request is queued."""
     if not images or not pool.ready:
         return
-    from agentic_onnx.core.vision import VisionNotSupportedError, tag_style
+    from agentic_onnx.core.generation.vision import VisionNotSupportedError, tag_style
 
     worker = pool.worker_for(model)
     try:

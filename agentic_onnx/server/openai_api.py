@@ -4,9 +4,9 @@ Fields we do not use (`logit_bias`, ...) are accepted and ignored, as local serv
 `user`, `prompt_cache_key` and vLLM's `cache_salt` only choose whose KV cache a request may
 reuse (server.http.tenant); fields we cannot honour (`n` > 1, audio or file content) are a
 400. `image_url` parts with `data:image/...;base64,` URLs go to a vision model as images
-(core.vision); http(s) URLs are a 400: the server never fetches from the network on a client's behalf. `tools`/`tool_choice`,
+(core.generation.vision); http(s) URLs are a 400: the server never fetches from the network on a client's behalf. `tools`/`tool_choice`,
 `role: tool` messages and `response_format` (json_schema, json_object) are honoured by
-constrained decoding (core.tools, core.structured); calls come back as `tool_calls`.
+constrained decoding (core.answers.tools, core.answers.structured); calls come back as `tool_calls`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
@@ -140,7 +140,7 @@ def _prepare(body: ChatCompletionRequest, pool: Any) -> tuple[Any, Any, list[Any
 
 
 def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any, list[Any]]:
-    from agentic_onnx.core.options import GenerationOptions
+    from agentic_onnx.core.generation.options import GenerationOptions
 
     messages = []
     images: list[Any] = []
@@ -169,11 +169,11 @@ def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, s
 
 def _content_text(content: Union[str, list[_ContentPart], None], label: str,
                   images: list[Any]) -> str:
-    """A message's text; each image part becomes core.vision's marker where it stands, and its
+    """A message's text; each image part becomes core.generation.vision's marker where it stands, and its
     image joins `images`."""
     if content is None or isinstance(content, str):
         return content or ""
-    from agentic_onnx.core.vision import IMAGE_MARKER
+    from agentic_onnx.core.generation.vision import IMAGE_MARKER
 
     texts = []
     for index, part in enumerate(content):
@@ -199,8 +199,8 @@ def _image(image_url: Union[dict[str, Any], str, None], label: str) -> Any:
 
 def _answer(body: ChatCompletionRequest) -> dict[str, Any]:
     """tools/tool_choice and response_format as the pool's Job takes them; 400 when bad."""
-    from agentic_onnx.core.structured import SchemaError, json_mode, response_format
-    from agentic_onnx.core.tools import parse_tool_choice, parse_tools
+    from agentic_onnx.core.answers.structured import SchemaError, json_mode, response_format
+    from agentic_onnx.core.answers.tools import parse_tool_choice, parse_tools
 
     try:
         if body.tools:

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentic_onnx.core.engine import Message
+from agentic_onnx.core.generation.engine import Message
 from agentic_onnx.core.errors import AgenticError, UsageError
-from agentic_onnx.core.events import Finish, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.options import GenerationOptions
 from agentic_onnx.server import usage_rows
 from agentic_onnx.server.usage_rows import Served
 
@@ -73,14 +73,14 @@ class Job:
                  response_format: Any = None, images: Sequence[Any] = (),
                  tenant: str = "", adapter: Any = None, front_end: str = "serve") -> None:
         self.served = Served(front_end, worker.model_id, time.perf_counter())  # the usage row
-        self.adapter = adapter  # a LoRA adapter file of the model (core.adapters), or None
+        self.adapter = adapter  # a LoRA adapter file of the model (core.models.adapters), or None
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.messages = list(messages)
-        self.images = list(images)  # core.vision.ImageInput, where the messages' markers stand
+        self.images = list(images)  # core.generation.vision.ImageInput, where the messages' markers stand
         self.options = options
-        self.tools = list(tools)  # core.tools.Tool: a reply may be a call (core.tools)
-        self.tool_choice = tool_choice  # core.tools.ToolChoice, None for auto
-        self.response_format = response_format  # core.structured.ResponseFormat
+        self.tools = list(tools)  # core.answers.tools.Tool: a reply may be a call (core.answers.tools)
+        self.tool_choice = tool_choice  # core.answers.tools.ToolChoice, None for auto
+        self.response_format = response_format  # core.answers.structured.ResponseFormat
         self.state = WAITING
         self._worker = worker
         self._loop = loop
@@ -108,7 +108,7 @@ class ModelWorker:
     """One model, one thread, one generation at a time."""
 
     def __init__(self, model_id: str, model: Any, max_queue: int) -> None:
-        from agentic_onnx.core.conversation import PrefixCache
+        from agentic_onnx.core.generation.conversation import PrefixCache
 
         self.model_id = model_id
         self.model = model
@@ -185,7 +185,7 @@ class ModelWorker:
         if job.adapter is not None:  # the KV cache is never reused across adapters (PrefixCache)
             return self._cache.stream(job.messages, job.options, adapter=job.adapter)
         if job.tools:
-            from agentic_onnx.core.tools import AUTO, stream_with_tools
+            from agentic_onnx.core.answers.tools import AUTO, stream_with_tools
 
             return stream_with_tools(self.model, job.messages, job.options, job.tools,
                                      job.tool_choice or AUTO, stream=self._cache.stream)
@@ -198,8 +198,8 @@ class ModelWorker:
         """A request with images: processed and counted first (errors are the request's, a 400),
         then run on a generator of its own. The kept generator is reset first, so that two KV
         caches are never held at once; the next text request starts it again."""
-        from agentic_onnx.core.conversation import PrefillStats
-        from agentic_onnx.core.vision import prepare_vision_prompt
+        from agentic_onnx.core.generation.conversation import PrefillStats
+        from agentic_onnx.core.generation.vision import prepare_vision_prompt
 
         prepared = prepare_vision_prompt(self.model, job.messages, job.images)
         self._cache.reset()
@@ -292,7 +292,7 @@ class ModelWorker:
 @dataclass(frozen=True)
 class ModelSpec:
     model_id: str
-    folder: Any  # core.model_folder.ModelFolder
+    folder: Any  # core.models.model_folder.ModelFolder
     aliases: tuple[str, ...] = ()  # other names a request may use (the alias `serve` was given)
     adapters: tuple[tuple[str, Any], ...] = ()  # LoRA adapters (name, file): served as BASE:NAME
 
@@ -331,7 +331,7 @@ class ModelPool:
 
     def load(self) -> None:
         """Load every model (blocking; `serve` runs it on a thread)."""
-        from agentic_onnx.core.engine import load_model
+        from agentic_onnx.core.generation.engine import load_model
 
         try:
             for spec in self.specs:

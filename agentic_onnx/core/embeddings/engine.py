@@ -141,7 +141,7 @@ def check_dimensions(folder: EmbeddingFolder, dimensions: int | None) -> None:
 def load_embedding_model(folder: EmbeddingFolder, execution_provider: str = "auto",
                          threads: int | None = None) -> EmbeddingModel:
     """Load (or reuse) the encoder on the chosen execution provider."""
-    from agentic_onnx.core.hardware import default_threads
+    from agentic_onnx.core.machine.hardware import default_threads
 
     threads = threads or default_threads()
     provider = choose_provider(execution_provider)

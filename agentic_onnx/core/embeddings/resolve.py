@@ -12,14 +12,14 @@ from pathlib import Path
 
 from agentic_onnx.core.embeddings.folder import EmbeddingFolder, from_catalog, open_embedding_folder
 from agentic_onnx.core.errors import ModelNotFoundError, NotInstalledError, UsageError, WrongModelKindError
-from agentic_onnx.core.model_folder import GENAI_CONFIG
+from agentic_onnx.core.models.model_folder import GENAI_CONFIG
 
 
 def embedding_kind(spec: str | None) -> str | None:
     """`embedding` or `chat` when `spec` is a catalog id, alias or folder whose kind we can tell
     without loading anything; None when it names nothing we know."""
-    from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.resolve import looks_like_path
+    from agentic_onnx.core.models.catalog import load_catalog
+    from agentic_onnx.core.models.resolve import looks_like_path
 
     if not spec or not spec.strip():
         return None
@@ -35,9 +35,9 @@ def embedding_kind(spec: str | None) -> str | None:
 
 
 def resolve_embedding(spec: str | None) -> EmbeddingFolder:
-    from agentic_onnx.core.catalog import load_catalog
-    from agentic_onnx.core.custom_models import get_custom_model
-    from agentic_onnx.core.resolve import looks_like_path
+    from agentic_onnx.core.models.catalog import load_catalog
+    from agentic_onnx.core.models.custom_models import get_custom_model
+    from agentic_onnx.core.models.resolve import looks_like_path
 
     catalog = load_catalog()
     if spec is None or not spec.strip():
@@ -68,7 +68,7 @@ def _from_path(path: Path, spec: str) -> EmbeddingFolder:
 
 
 def _from_store(entry) -> EmbeddingFolder:  # noqa: ANN001 - a CatalogEntry
-    from agentic_onnx.core.store import is_installed, model_dir
+    from agentic_onnx.core.models.store import is_installed, model_dir
 
     if not is_installed(entry.id):
         raise NotInstalledError(entry.id)

@@ -12,7 +12,7 @@ from agentic_onnx.core.errors import InvalidModelError
 
 
 def _facts(model_id: str):  # noqa: ANN202 - EmbeddingFacts
-    from agentic_onnx.core.catalog import load_catalog
+    from agentic_onnx.core.models.catalog import load_catalog
 
     entry = load_catalog().get(model_id)
     if entry is None or entry.embedding is None:

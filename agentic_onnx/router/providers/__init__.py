@@ -56,7 +56,7 @@ def first_available_ep(names: list[str]) -> str:
     """The seed's `executionProviders` in the user's order: the first this install can use.
     Names we do not know (coreml, wasm) are passed over; none known: `auto`. When none of the
     known ones is available, the first is asked for, so its error says what to install."""
-    from agentic_onnx.core.execution_provider import EP_PREFERENCE, available_execution_providers
+    from agentic_onnx.core.machine.execution_provider import EP_PREFERENCE, available_execution_providers
 
     aliases = {"directml": "dml", "cuda": "cuda", "dml": "dml", "webgpu": "webgpu", "cpu": "cpu"}
     known = [aliases[name.lower()] for name in names if name.lower() in aliases]

@@ -18,8 +18,8 @@ from contextlib import closing
 from typing import Any
 
 from agentic_onnx.core.errors import UsageError
-from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.core.tool_prompt import message_text
+from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.answers.tool_prompt import message_text
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import (
     Provider,
@@ -112,7 +112,7 @@ def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 def anthropic_tool_choice(choice: Any) -> dict[str, Any]:
-    """core.tools.ToolChoice -> Anthropic's tool_choice."""
+    """core.answers.tools.ToolChoice -> Anthropic's tool_choice."""
     if choice.mode == "named":
         return {"type": "tool", "name": choice.name}
     return {"type": {"required": "any"}.get(choice.mode, choice.mode)}

@@ -1,5 +1,5 @@
 """The provider contract (after simonw/llm's model class): capability flags, and one method that
-streams the typed events of `core.events` for a request.
+streams the typed events of `core.generation.events` for a request.
 
 A provider is built from its config entry by `build_provider`; building one never touches the
 network. `prepare` does the work that may fail before anything is sent (a missing key, loading a
@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from agentic_onnx.core.events import StreamEvent
-from agentic_onnx.core.options import GenerationOptions
+from agentic_onnx.core.generation.events import StreamEvent
+from agentic_onnx.core.generation.options import GenerationOptions
 
 if TYPE_CHECKING:
-    from agentic_onnx.core.structured import ResponseFormat
-    from agentic_onnx.core.tools import ToolChoice
-    from agentic_onnx.core.vision import ImageInput
+    from agentic_onnx.core.answers.structured import ResponseFormat
+    from agentic_onnx.core.answers.tools import ToolChoice
+    from agentic_onnx.core.generation.vision import ImageInput
 
 Message = dict[str, Any]
 
@@ -30,9 +30,9 @@ class ProviderRequest:
     providers send only those (and max_tokens), so their own defaults apply otherwise.
 
     `messages` use the OpenAI chat shape (assistant `tool_calls`, `role: tool` results);
-    `tools` the OpenAI function format, already checked (core.tools.parse_tools);
+    `tools` the OpenAI function format, already checked (core.answers.tools.parse_tools);
     `tool_choice` None means auto; `response_format` asks for JSON valid for a schema;
-    `images` (core.vision) go with the last user message, or where its markers stand;
+    `images` (core.generation.vision) go with the last user message, or where its markers stand;
     `adapter` (local models only) names a LoRA adapter of the model or an `.onnx_adapter` file."""
 
     messages: Sequence[Message]

@@ -1,15 +1,15 @@
-"""The local provider: a model (catalog id, alias, custom name or folder path, via core.resolve)
-loaded by core.engine. Nothing leaves the machine; cost is $0."""
+"""The local provider: a model (catalog id, alias, custom name or folder path, via core.models.resolve)
+loaded by core.generation.engine. Nothing leaves the machine; cost is $0."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agentic_onnx.core.events import StreamEvent
+from agentic_onnx.core.generation.events import StreamEvent
 from agentic_onnx.router.providers.base import Provider, ProviderRequest
 
-Resolver = Callable[[str], Any]  # model spec -> core.model_folder.ModelFolder
+Resolver = Callable[[str], Any]  # model spec -> core.models.model_folder.ModelFolder
 
 
 class OnnxProvider(Provider):
@@ -24,7 +24,7 @@ class OnnxProvider(Provider):
         self._resolve = resolve
         self._loaded: Any = None
         self._loaded_spec: str | None = None
-        self._vision: Any = None  # core.vision.VisionPrompt of the request being prepared
+        self._vision: Any = None  # core.generation.vision.VisionPrompt of the request being prepared
         self._vision_for: ProviderRequest | None = None
         self._adapter: tuple[str, Any] | None = None  # (--adapter as given, its .onnx_adapter file)
         self.model_name: str | None = None
@@ -32,18 +32,18 @@ class OnnxProvider(Provider):
 
     def prepare(self, request: ProviderRequest) -> None:
         """Resolve and load the model (cached per process by the engine). No model (none given,
-        none configured) lets the resolver pick: core.resolve recommends one for this machine."""
+        none configured) lets the resolver pick: core.models.resolve recommends one for this machine."""
         if self._loaded is None or self._loaded_spec != request.model:
             self._load(request)
         if request.images and self._vision_for is not request:
             # Processed and counted here: a prompt that cannot fit fails before the model runs.
-            from agentic_onnx.core.vision import prepare_vision_prompt
+            from agentic_onnx.core.generation.vision import prepare_vision_prompt
 
             self._vision = prepare_vision_prompt(self._loaded, request.messages, request.images)
             self._vision_for = request
             self.warnings.extend(self._vision.warnings)
         if request.adapter and (self._adapter is None or self._adapter[0] != request.adapter):
-            from agentic_onnx.core.adapters import adapter_for
+            from agentic_onnx.core.models.adapters import adapter_for
 
             self._adapter = (request.adapter, adapter_for(self._loaded.folder, request.adapter))
 
@@ -51,10 +51,10 @@ class OnnxProvider(Provider):
         return self._adapter[1] if request.adapter and self._adapter is not None else None
 
     def _load(self, request: ProviderRequest) -> None:
-        from agentic_onnx.core.engine import load_model
+        from agentic_onnx.core.generation.engine import load_model
 
         if self._resolve is None:
-            from agentic_onnx.core.resolve import resolve_model
+            from agentic_onnx.core.models.resolve import resolve_model
 
             self._resolve = resolve_model
         folder = self._resolve(request.model)
@@ -66,7 +66,7 @@ class OnnxProvider(Provider):
         self.warnings = list(self._loaded.warnings)
 
     def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
-        """Plain, schema-constrained (core.structured) or with tools (core.tools)."""
+        """Plain, schema-constrained (core.answers.structured) or with tools (core.answers.tools)."""
         self.prepare(request)
         adapter = self._adapter_file(request)
         if adapter is not None and (request.tools or request.images):
@@ -80,7 +80,7 @@ class OnnxProvider(Provider):
                                            guidance=request.response_format.guidance()
                                            if request.response_format is not None else None)
         elif request.tools:
-            from agentic_onnx.core.tools import AUTO, parse_tools, stream_with_tools
+            from agentic_onnx.core.answers.tools import AUTO, parse_tools, stream_with_tools
 
             yield from stream_with_tools(self._loaded, request.messages, request.options,
                                          parse_tools(list(request.tools)),

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from typing import Any
 
-from agentic_onnx.core.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.router.provider_kinds import is_loopback_url
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import Provider, ProviderRequest, refuse_images
@@ -164,7 +164,7 @@ class OpenAICompatProvider(Provider):
 
 
 def openai_response_format(fmt: Any) -> dict[str, Any]:
-    """core.structured.ResponseFormat -> `response_format` (json_schema, or json_object)."""
+    """core.answers.structured.ResponseFormat -> `response_format` (json_schema, or json_object)."""
     if fmt.json_mode:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": fmt.name,
@@ -172,7 +172,7 @@ def openai_response_format(fmt: Any) -> dict[str, Any]:
 
 
 def openai_tool_choice(choice: Any) -> Any:
-    """core.tools.ToolChoice -> `tool_choice` ("auto"/"none"/"required" or a named function)."""
+    """core.answers.tools.ToolChoice -> `tool_choice` ("auto"/"none"/"required" or a named function)."""
     if choice.mode == "named":
         return {"type": "function", "function": {"name": choice.name}}
     return choice.mode

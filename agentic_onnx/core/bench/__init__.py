@@ -1,0 +1,1 @@
+"""`onnx benchmark`: runs, peak memory, statistics."""

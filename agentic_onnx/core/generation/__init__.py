@@ -1,0 +1,1 @@
+"""Running a model: the engine, requests, events, responses, prefix caches, vision."""

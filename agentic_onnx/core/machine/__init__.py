@@ -1,0 +1,1 @@
+"""What this machine is and can do: CPU, SIMD, memory, GPUs, execution providers, speed."""
