@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.execute import RoutedRun, route_and_stream
 from agentic_onnx.router.rules import RouteFlags
@@ -83,9 +84,10 @@ def route(config_path: Path | None, task: str = "Say hello.", sleep: Any = None,
           notices: list[str] | None = None, max_tokens: int = 8, **flags: Any) -> RoutedRun:
     """route_and_stream with a user task, run to the end; raises what the router raises."""
     extra = {"sleep": sleep} if sleep is not None else {}
+    request = ChatRequest.of([{"role": "user", "content": task}],
+                             options=build_options(max_tokens=max_tokens))
     routed = route_and_stream(
-        [{"role": "user", "content": task}], RouteFlags(**flags),
-        build_options(max_tokens=max_tokens), config_path=str(config_path) if config_path else None,
+        request, RouteFlags(**flags), config_path=str(config_path) if config_path else None,
         threads=1, on_notice=(notices.append if notices is not None else None), **extra)
     if routed.response is not None:
         routed.response.consume()

@@ -90,7 +90,9 @@ class Server:
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 status, _, _ = http("GET", f"{self.url}/health", timeout=2)
-                if status == 200:
+                # Ready to serve and done saying so: the "Ready:" line is printed after /health
+                # turns 200, and tests that read the log must not see it arrive later.
+                if status == 200 and "Ready:" in self.output:
                     return True
             except OSError:
                 pass

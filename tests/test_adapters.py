@@ -116,7 +116,7 @@ def test_adapter_tokens_equal_transformers_with_peft(lora):
 
 def test_prefix_cache_never_reuses_another_adapters_kv(lora):
     from agentic_onnx.core.models.adapters import installed_adapters
-    from agentic_onnx.core.generation.conversation import PrefixCache
+    from agentic_onnx.core.generation.prefix_cache import PrefixCache
     from agentic_onnx.core.generation.engine import load_model
     from agentic_onnx.core.models.model_folder import open_model_folder
     from agentic_onnx.core.generation.options import GenerationOptions

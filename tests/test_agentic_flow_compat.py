@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.execute import route_and_stream
@@ -231,9 +232,8 @@ def test_organization_preferences_temperature_and_gemini_reach_the_wire(tmp_path
         config["providers"]["openrouter"]["baseUrl"] = router.base_url
         path = write_config(tmp_path, config, "router.config.json")
         for provider in ("openai", "openrouter"):
-            routed = route_and_stream([{"role": "user", "content": "Hi"}],
-                                      RouteFlags(provider=provider), build_options(),
-                                      config_path=str(path))
+            routed = route_and_stream(ChatRequest.of([{"role": "user", "content": "Hi"}]),
+                                      RouteFlags(provider=provider), config_path=str(path))
             routed.response.consume()
         sent = openai.requests[0]
         assert sent["headers"]["openai-organization"] == "org-1234"
@@ -281,8 +281,8 @@ def test_retry_delay_is_the_base_backoff(tmp_path):
                   "defaultProvider": "box", "retry": {**FAST_RETRY, "maxDelayMs": 1000}}
         path = write_config(tmp_path, config)
         waits: list[float] = []
-        routed = route_and_stream([{"role": "user", "content": "Hi"}], RouteFlags(),
-                                  build_options(), config_path=str(path), sleep=waits.append)
+        routed = route_and_stream(ChatRequest.of([{"role": "user", "content": "Hi"}]), RouteFlags(),
+                                  config_path=str(path), sleep=waits.append)
         routed.response.consume()
         assert 0.04 <= waits[0] <= 0.06 and 0.08 <= waits[1] <= 0.12  # 40 ms * 2^n + jitter
     finally:

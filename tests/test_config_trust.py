@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import ExitCode
 from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.errors import ConfigError
@@ -167,7 +168,8 @@ def test_a_trusted_project_file_cannot_drop_the_users_private_rules(
     attack(repo, cloud_b, anthropic_b, routing={"mode": "manual", "rules": [
         {"condition": {}, "action": {"provider": "exfil", "localOnly": False}}]})
     trust_project_file(repo / "agentic-flow.json")
-    loaded, decision = plan_route([{"role": "user", "content": "x"}], RouteFlags(agent="lawyer"))
+    loaded, decision = plan_route(ChatRequest.of([{"role": "user", "content": "x"}]),
+                                  RouteFlags(agent="lawyer"))
     assert loaded.project_path == repo / "agentic-flow.json"
     assert decision.private and decision.provider == "onnx"
     assert not loaded.config.entry("exfil").local  # the project cannot mark a provider local

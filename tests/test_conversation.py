@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_onnx.core.generation.conversation import Conversation, PrefixCache, common_prefix_length
+from agentic_onnx.core.generation.conversation import Conversation
+from agentic_onnx.core.generation.prefix_cache import PrefixCache, common_prefix_length
 from agentic_onnx.core.generation.engine import load_model
 from agentic_onnx.core.errors import PromptTooLongError
 from agentic_onnx.core.generation.events import Finish, TextDelta, Usage
@@ -32,9 +33,17 @@ def fresh(model, messages, options=GREEDY) -> tuple[str, Usage, Finish]:
 
 
 def consume(events) -> tuple[str, Usage, Finish]:
+    """Text, usage and finish; the usage without `cached_tokens` (a fresh generation has none),
+    which `last_cached` keeps for the tests that check it."""
+    global last_cached
     events = list(events)
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    return text, next(e for e in events if isinstance(e, Usage)), events[-1]
+    usage = next(e for e in events if isinstance(e, Usage))
+    last_cached = usage.cached_tokens
+    return text, Usage(usage.prompt_tokens, usage.completion_tokens), events[-1]
+
+
+last_cached = 0
 
 
 def test_turn_two_appends_only_the_new_turns_tokens():
@@ -74,6 +83,7 @@ def test_every_greedy_turn_equals_a_fresh_generation_over_the_whole_history(name
         got = consume(conversation.send(text, GREEDY))
         assert got == fresh(model, conversation.messages[:-1]), f"turn {text!r}"
         assert conversation.messages[-1] == {"role": "assistant", "content": got[0]}
+        assert last_cached == conversation.last.reused_tokens  # the usage says what was reused
     reused = [turn.reused_tokens for turn in conversation.history]
     assert reused[0] == 0 and all(count > 0 for count in reused[1:])
 

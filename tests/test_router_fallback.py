@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import ExitCode, ModelNotFoundError
 from agentic_onnx.router.errors import AllProvidersFailedError, StreamInterruptedError
 from agentic_onnx.router.fallback import RetryPolicy
@@ -145,8 +146,8 @@ def test_partial_text_is_kept_when_the_stream_breaks(config, anthropic_fake):
     from agentic_onnx.router.rules import RouteFlags
 
     anthropic_fake.script(Behaviour("midstream_error"))
-    routed = route_and_stream([{"role": "user", "content": "hi"}], RouteFlags(),
-                              build_options(), config_path=str(config))
+    routed = route_and_stream(ChatRequest.of([{"role": "user", "content": "hi"}]), RouteFlags(),
+                              config_path=str(config))
     with pytest.raises(StreamInterruptedError):
         routed.response.consume()
     assert routed.response.text == "Hello"

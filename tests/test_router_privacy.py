@@ -10,12 +10,12 @@ import socket
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import AgenticError, UsageError
 from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.errors import PrivacyError
 from agentic_onnx.router.fallback import FallbackExecutor
 from agentic_onnx.router.providers.anthropic import AnthropicProvider
-from agentic_onnx.router.providers.base import ProviderRequest
 from agentic_onnx.router.rules import Candidate
 
 from .fake_cloud import Behaviour, FakeOpenAI, status
@@ -166,8 +166,8 @@ def test_the_executor_refuses_a_cloud_candidate_even_if_rules_let_one_through(an
     executor = FallbackExecutor(
         candidates=[Candidate("anthropic", "claude", local=True)],  # a lying candidate
         provider_for=lambda name: provider,
-        request_for=lambda c: ProviderRequest([{"role": "user", "content": "x"}], c.model,
-                                              build_options()),
+        request_for=lambda c: ChatRequest.of([{"role": "user", "content": "x"}], model=c.model,
+                                             options=build_options()),
         private=True)
     with pytest.raises(PrivacyError, match="Refused to send a private request"):
         list(executor.stream())

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.anthropic import AnthropicProvider
-from agentic_onnx.router.providers.base import ProviderRequest
 from agentic_onnx.router.providers.http import retry_after_seconds
 from agentic_onnx.router.providers.openai_compat import LeastInFlight, OpenAICompatProvider
 from agentic_onnx.router.providers.openrouter import OpenRouterProvider
@@ -27,8 +27,8 @@ from .router_support import (  # noqa: F401 - fixtures
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
-def request(model: str = "m", **options: object) -> ProviderRequest:
-    return ProviderRequest(MESSAGES, model, build_options(**options))
+def request(model: str = "m", **options: object) -> ChatRequest:
+    return ChatRequest.of(MESSAGES, model=model, options=build_options(**options))
 
 
 def anthropic(fake, key: str | None = ANTHROPIC_KEY, timeout_s: float = 2.0) -> AnthropicProvider:

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import UsageError
 from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.complexity import estimate_complexity
@@ -177,8 +178,8 @@ def test_a_rule_routes_a_real_request_with_its_model(tmp_path, anthropic_fake, o
                                  "action": {"provider": "openrouter", "model": "fast",
                                             "maxTokens": 33}}]
     config = write_config(tmp_path, data)
-    routed = route_and_stream([{"role": "user", "content": "x"}], RouteFlags(complexity="high"),
-                              build_options(), config_path=str(config))
+    routed = route_and_stream(ChatRequest.of([{"role": "user", "content": "x"}]),
+                              RouteFlags(complexity="high"), config_path=str(config))
     routed.response.consume()
     body = openrouter_fake.requests[0]["body"]
     assert (body["model"], body["max_tokens"]) == ("meta-llama/llama-3.1-8b-instruct", 33)

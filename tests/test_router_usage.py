@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.events import Usage
 from agentic_onnx.router import usage as usage_log
 from agentic_onnx.router.benchmark import percentile, run_benchmark
@@ -92,8 +93,9 @@ def test_log_prompts_stores_the_prompt(config):
     from agentic_onnx.router.execute import route_and_stream
     from agentic_onnx.router.rules import RouteFlags
 
-    routed = route_and_stream([{"role": "user", "content": "keep me"}], RouteFlags(),
-                              build_options(max_tokens=4), config_path=str(config),
+    routed = route_and_stream(ChatRequest.of([{"role": "user", "content": "keep me"}],
+                                             options=build_options(max_tokens=4)),
+                              RouteFlags(), config_path=str(config),
                               log_prompts=True)
     routed.response.consume()
     assert usage_log.rows()[-1]["prompt"] == "keep me"

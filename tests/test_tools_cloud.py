@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import UsageError
 from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta
 from agentic_onnx.core.generation.options import build_options
@@ -16,7 +17,6 @@ from agentic_onnx.core.answers.tools import ToolChoice, parse_tools
 from agentic_onnx.router.config import parse_config
 from agentic_onnx.router.execute import route_and_stream
 from agentic_onnx.router.providers.anthropic import AnthropicProvider
-from agentic_onnx.router.providers.base import ProviderRequest
 from agentic_onnx.router.providers.openai_compat import OpenAICompatProvider
 from agentic_onnx.router.providers.openrouter import OpenRouterProvider
 from agentic_onnx.router.rules import RouteFlags, decide, tool_capability
@@ -59,7 +59,9 @@ def openai(fake) -> OpenAICompatProvider:
 
 
 def ask(provider, messages=USER, **fields) -> Response:
-    request = ProviderRequest(messages, "m", build_options(max_tokens=64), **fields)
+    if "tools" in fields:  # the OpenAI function format, checked as every front end does
+        fields["tools"] = parse_tools(fields["tools"])
+    request = ChatRequest.of(messages, options=build_options(max_tokens=64), model="m", **fields)
     return Response(provider.stream(request), provider.name, "m").consume()
 
 
@@ -169,9 +171,10 @@ def test_router_passes_tools_to_the_local_model(tmp_path):
     small = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"],
         "additionalProperties": False}}}]
-    routed = route_and_stream(USER, RouteFlags(requires_tools=True), build_options(max_tokens=80),
-                              config_path=str(config), threads=1, tools=small,
-                              tool_choice=ToolChoice("required"))
+    tools = parse_tools(small)
+    request = ChatRequest.of(USER, options=build_options(max_tokens=80), tools=tools,
+                             tool_choice=ToolChoice("required"))
+    routed = route_and_stream(request, RouteFlags(), config_path=str(config), threads=1)
     routed.response.consume()
     [call] = routed.response.tool_calls
     assert call["name"] == "f" and json.loads(call["arguments"])["n"] in (1, 2)
@@ -181,9 +184,9 @@ def test_router_passes_tools_to_the_local_model(tmp_path):
 def test_router_sends_the_schema_to_the_cloud_candidate(tmp_path, anthropic_fake, cloud_keys):
     anthropic_fake.script(Behaviour("answer_tool", chunks=('{"city":"Oslo"}',)))
     config = write_config(tmp_path, hybrid_config(anthropic_fake))
-    routed = route_and_stream(USER, RouteFlags(provider="anthropic"),
-                              build_options(max_tokens=40), config_path=str(config),
-                              response_format=response_format(SCHEMA))
+    request = ChatRequest.of(USER, options=build_options(max_tokens=40),
+                             response_format=response_format(SCHEMA))
+    routed = route_and_stream(request, RouteFlags(provider="anthropic"), config_path=str(config))
     routed.response.consume()
     assert routed.response.text == '{"city":"Oslo"}'
     assert anthropic_fake.requests[0]["body"]["tool_choice"]["type"] == "tool"

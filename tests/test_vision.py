@@ -203,9 +203,9 @@ def test_run_tag_count_mismatch_exits_2():
 def test_cloud_providers_refuse_images_before_sending():
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.router.providers.anthropic import AnthropicProvider
-    from agentic_onnx.router.providers.base import ProviderRequest
+    from agentic_onnx.core.generation.request import ChatRequest
 
     provider = AnthropicProvider("anthropic", "http://127.0.0.1:9", "k", "ANTHROPIC_API_KEY", 5.0)
     image = vision.load_image(str(IMAGES / "checker.png"))
     with pytest.raises(UsageError, match="cannot take images"):
-        provider.prepare(ProviderRequest([{"role": "user", "content": "x"}], "m", images=(image,)))
+        provider.prepare(ChatRequest.of([{"role": "user", "content": "x"}], model="m", images=(image,)))

@@ -10,10 +10,12 @@ from typing import Annotated, get_type_hints
 import typer
 
 from agentic_onnx import __version__
+from agentic_onnx.cli import output
 from agentic_onnx.cli.chat import chat_command
 from agentic_onnx.cli.config import config_app
 from agentic_onnx.cli.embed import embed_command
 from agentic_onnx.cli.onnx import onnx_app
+from agentic_onnx.cli.options import DebugOpt
 from agentic_onnx.cli.router import router_app
 from agentic_onnx.cli.run import run_command
 from agentic_onnx.cli.serve import serve_command
@@ -38,7 +40,7 @@ app.command("usage")(usage_command)
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"agentic-onnx {__version__}")
+        output.current().line(f"agentic-onnx {__version__}")
         raise typer.Exit()
 
 
@@ -46,20 +48,21 @@ def root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Show the version and exit.",
                                           callback=_show_version, is_eager=True)] = False,
+    debug: DebugOpt = False,  # main() takes it from anywhere; declared here for the help
     **run_options: object,
 ) -> None:
     """Run a prompt with `--model M --task "..."` (as `run` does), or use a command below."""
     if ctx.invoked_subcommand is not None:
         return
     if run_options.get("task") is None and sys.stdin.isatty():
-        typer.echo(ctx.get_help())
+        output.current().line(ctx.get_help())
         raise typer.Exit()
     run_command(**run_options)  # type: ignore[arg-type]
 
 
 # The root form's options that `agentic-onnx --help` shows; the others work the same but are
 # listed once, under `agentic-onnx run --help`, so the root help stays readable.
-ROOT_HELP_OPTIONS = {"task", "model", "provider", "privacy", "local_only", "json_output", "debug"}
+ROOT_HELP_OPTIONS = {"task", "model", "provider", "privacy", "local_only", "json_output"}
 
 
 def _with_run_options(callback):  # noqa: ANN001, ANN202
@@ -69,7 +72,8 @@ def _with_run_options(callback):  # noqa: ANN001, ANN202
     own = [p for p in inspect.signature(callback).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
     run_params = [p.replace(annotation=_hidden_unless(p.name, hints[p.name]))
-                  for p in inspect.signature(run_command).parameters.values()]
+                  for p in inspect.signature(run_command).parameters.values()
+                  if p.name not in {q.name for q in own}]
     params = [p.replace(annotation=hints[p.name]) for p in own] + run_params
     callback.__signature__ = inspect.Signature(params)
     callback.__annotations__ = {p.name: p.annotation for p in params}

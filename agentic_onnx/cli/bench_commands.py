@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, JsonOpt, ModelOpt, ThreadsOpt
+from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ModelOpt, ThreadsOpt
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -17,7 +17,6 @@ def test_command(
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Load a model and generate from a fixed short prompt: a quick check that it works.
 
@@ -25,24 +24,24 @@ def test_command(
     answered with text; 3 the model is missing, invalid or answered with no text; 5 the
     execution provider is unavailable; 1 onnxruntime-genai failed to load or generate.
     """
-    from agentic_onnx.cli import bench_view, render
+    from agentic_onnx.cli import bench_view
+    from agentic_onnx.cli.output import current
     from agentic_onnx.core.bench.runs import smoke_test
     from agentic_onnx.core.errors import ModelTestFailedError
 
-    result = smoke_test(model, execution_provider, threads)
+    from agentic_onnx.router.local_settings import local_settings
+
+    out = current()
+    settings = local_settings(execution_provider, threads, on_notice=out.warning)
+    result = smoke_test(model, settings.execution_provider, settings.threads)
     for message in result.warnings:
-        render.warning(message)
+        out.warning(message)
     failure = None if result.ok else ModelTestFailedError(
         f"{result.model} loaded but generated no text ({result.completion_tokens} token(s)).",
         "The model files may be damaged or not an instruction-tuned model: download it again.")
-    if json_output and failure is not None:
-        failure.details.update(result.to_json())  # one JSON object: the result in the error
-    elif json_output:
-        render.print_json(result.to_json())
-    else:
-        bench_view.render_smoke_test(result)
-    if failure is not None:
-        raise failure
+    # With --json and a failure: one JSON object, the result inside the error.
+    out.result(result.to_json(), lambda out, _: bench_view.render_smoke_test(out, result),
+               failure=failure)
 
 
 def benchmark_command(
@@ -59,7 +58,6 @@ def benchmark_command(
     max_ttft_ms: Annotated[Optional[float], typer.Option("--max-ttft-ms", metavar="Y", help="Exit 6 if any test's mean TTFT is above Y ms.")] = None,
     max_rss_mb: Annotated[Optional[float], typer.Option("--max-rss-mb", metavar="Z", help="Exit 6 if a run's peak RSS is above Z MiB.")] = None,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Measure load time, TTFT, prompt and generation tokens/s, latency and memory.
 
@@ -68,31 +66,39 @@ def benchmark_command(
     docs/benchmark.md. Exit 6 when a threshold is violated (the results are still written).
     """
     from agentic_onnx.cli import bench_view
+    from agentic_onnx.cli.output import current
     from agentic_onnx.core.bench.runs import BenchSettings, Thresholds, run_benchmark
     from agentic_onnx.core.errors import UsageError
 
-    fmt = "json" if json_output else output_format.lower()
+    out = current()
+    fmt = "json" if out.json else output_format.lower()  # --json is --format json
     if fmt not in FORMATS:
         raise UsageError(f"Unknown --format {output_format!r}.", f"Use one of: {', '.join(FORMATS)}.")
     if not model:
         raise UsageError("No model given.", "Pass --model with a model folder (repeatable).")
+    from agentic_onnx.router.local_settings import local_settings
+
+    # The config's local EP and threads, as `run` loads with (-e/--threads win).
+    local = local_settings("auto", threads, on_notice=out.warning)
+    if execution_provider == "auto":
+        execution_provider = local.execution_provider
     settings = BenchSettings(prompt_tokens=_int_list("--prompt-tokens", prompt_tokens),
                              gen_tokens=_int_list("--gen-tokens", gen_tokens),
-                             iterations=iterations, warmup=warmup, threads=threads)
+                             iterations=iterations, warmup=warmup, threads=local.threads)
     settings.validate()
     thresholds = Thresholds(min_gen_tps=min_gen_tps, max_ttft_ms=max_ttft_ms, max_rss_mb=max_rss_mb)
-    with bench_view.BenchProgressView() as progress:
+    with bench_view.BenchProgressView(out) as progress:
         report = run_benchmark(model, _execution_providers(execution_provider), settings,
                                thresholds, on_progress=progress.update)
     for run in report.runs:
         for message in run.warnings:
-            bench_view.warning(f"{run.label}: {message}")
+            out.warning(f"{run.label}: {message}")
     violation = report.violation_error()
-    if violation is not None and json_output and output is None:
-        # One JSON object on stdout: the report travels inside the error object.
-        violation.details.update(report.to_json())
-        raise violation
-    bench_view.write_report(report, fmt, output)
+    if output is None:  # stdout; with --json a violation's error object carries the report
+        out.result(report.to_json, lambda out, _: bench_view.write_report(out, report, fmt, None),
+                   failure=violation)
+        return
+    bench_view.write_report(out, report, fmt, output)
     if violation is not None:
         raise violation
 

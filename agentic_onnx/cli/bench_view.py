@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentic_onnx.cli import render
+from agentic_onnx.cli.output import Output
+from agentic_onnx.cli.render import key_value_table
 from agentic_onnx.core.bench.runs import (
     METRICS,
     MIB,
@@ -33,16 +33,12 @@ CSV_COLUMNS = CSV_RUN_COLUMNS + tuple(f"{m}_{s}" for m in METRICS for s in STATS
 BAR_WIDTH = 40
 
 
-def warning(message: str) -> None:
-    render.warning(message)
-
-
 class BenchProgressView:
     """A progress bar on stderr, redrawn only between iterations (never while one is timed);
     silent when stderr is not a terminal."""
 
-    def __init__(self) -> None:
-        console = render.stderr_console()
+    def __init__(self, out: Output) -> None:
+        console = out.stderr_console
         self._progress = (Progress(TextColumn("{task.description}"), BarColumn(),
                                    MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                                    auto_refresh=False, transient=True)
@@ -69,7 +65,7 @@ class BenchProgressView:
             self._progress.stop()
 
 
-def render_smoke_test(result: SmokeTestResult) -> None:
+def render_smoke_test(out: Output, result: SmokeTestResult) -> None:
     rows = [
         ("status", "ok" if result.ok else "FAILED: no text generated"),
         ("model", result.model),
@@ -80,31 +76,24 @@ def render_smoke_test(result: SmokeTestResult) -> None:
         ("tokens generated", str(result.completion_tokens)),
         ("output", result.text.strip()[:200] or "(empty)"),
     ]
-    render.print_table(render.key_value_table("onnx test", rows))
+    out.table(key_value_table("onnx test", rows))
 
 
-def write_report(report: BenchmarkReport, fmt: str, output: Path | None) -> None:
+def write_report(out: Output, report: BenchmarkReport, fmt: str, output: Path | None) -> None:
     """The report in `fmt` on stdout, or in FILE (a note on stderr says where)."""
     if fmt == "table":
         if output is None:
-            _print_tables(report, render.stdout_console())
+            _print_tables(report, out)
             return
         with output.open("w", encoding="utf-8") as handle:
-            _print_tables(report, Console(file=handle, width=120, no_color=True, highlight=False))
+            _print_tables(report, Output.to_file(handle, width=120))
     else:
         text = {"json": to_json_text, "csv": to_csv, "md": to_markdown}[fmt](report)
         if output is None:
-            _stdout(text)
+            out.text(text)
             return
         output.write_text(text, encoding="utf-8")
-    render.note(f"Wrote {fmt} results to {output}.")
-
-
-def _stdout(text: str) -> None:
-    import sys
-
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    out.note(f"Wrote {fmt} results to {output}.")
 
 
 def to_json_text(report: BenchmarkReport) -> str:
@@ -172,7 +161,7 @@ def to_markdown(report: BenchmarkReport) -> str:
 TERMINAL_HEADERS = ("model", "EP", "test", "TTFT ms", "pp t/s", "tg t/s", "tg CV", "e2e ms")
 
 
-def _print_tables(report: BenchmarkReport, console: Console) -> None:
+def _print_tables(report: BenchmarkReport, out: Output) -> None:
     """Per test: mean ± std where it fits 80 columns; per run: load time and memory below."""
     table = Table(title="onnx benchmark (mean ± std)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -186,18 +175,17 @@ def _print_tables(report: BenchmarkReport, console: Console) -> None:
                           _number(pp.mean if pp else None), _mean_std(tg),
                           "n/a" if tg is None else f"{tg.cv:.1%}",
                           _number(e2e.mean if e2e else None))
-    console.print(table)
+    out.table(table)
     for run in report.runs:
         gpu = f", GPU memory {_mib(run.gpu_memory_bytes)} MiB" if run.gpu_memory_bytes else ""
-        console.print(f"{run.label}: load {run.load_s:.2f} s, peak RSS "
-                      f"{_mib(run.peak_rss_bytes) or 'n/a'} MiB{gpu}, threads {run.threads}",
-                      markup=False, highlight=False)
+        out.paragraph(f"{run.label}: load {run.load_s:.2f} s, peak RSS "
+                      f"{_mib(run.peak_rss_bytes) or 'n/a'} MiB{gpu}, threads {run.threads}")
     if len(report.runs) > 1:
-        console.print(comparison_table(report))
-        for line in bar_chart(report, ascii_only=not _unicode(console)):
-            console.print(line, highlight=False, markup=False)
+        out.table(comparison_table(report))
+        for line in bar_chart(report, ascii_only=not out.unicode):
+            out.paragraph(line)
     for violation in report.violations:
-        console.print(f"threshold violated: {violation.describe()}", markup=False)
+        out.paragraph(f"threshold violated: {violation.describe()}")
 
 
 def comparison_table(report: BenchmarkReport) -> Table:
@@ -236,10 +224,6 @@ def _by_test(report: BenchmarkReport) -> dict[str, list[tuple[RunResult, BenchTe
         for test in run.tests:
             grouped.setdefault(test.name, []).append((run, test))
     return grouped
-
-
-def _unicode(console: Console) -> bool:
-    return (console.encoding or "").lower().startswith("utf")
 
 
 def _mean(test: BenchTestResult, metric: str) -> float | None:

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from agentic_onnx.cli import output
 from agentic_onnx.cli.options import (
     AdapterOpt,
-    DebugOpt,
     ExecutionProviderOpt,
     MaxTokensOpt,
     ModelOpt,
@@ -57,10 +57,8 @@ def chat_command(
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     yes: YesOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Chat with a local model; the KV cache is kept between turns (/help lists the commands)."""
-    from agentic_onnx.cli import render
     from agentic_onnx.cli.loading_view import shown_while_loading
     from agentic_onnx.cli.store_commands import resolve_for_run
     from agentic_onnx.core.generation.conversation import Conversation
@@ -69,16 +67,16 @@ def chat_command(
 
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    with shown_while_loading():
-        loaded = load_model(resolve_for_run(model, yes), execution_provider, threads)
-    for message in loaded.warnings:
-        render.warning(message)
-    adapter_file = None
-    if adapter:
-        from agentic_onnx.core.models.adapters import adapter_for
+    from agentic_onnx.router.local_settings import local_settings
 
-        adapter_file = adapter_for(loaded.folder, adapter)
-    conversation = Conversation(loaded, system, on_notice=render.warning, adapter=adapter_file)
+    settings = local_settings(execution_provider, threads, on_notice=output.current().warning)
+    with shown_while_loading():
+        loaded = load_model(resolve_for_run(model, yes), settings.execution_provider,
+                            settings.threads)
+    for message in loaded.warnings:
+        output.current().warning(message)
+    conversation = Conversation(loaded, system, on_notice=output.current().warning,
+                                adapter=adapter)
     ChatSession(conversation, options).run()
 
 
@@ -91,13 +89,12 @@ class ChatSession:
         self.last_response: Any = None
         self.pending_images: list[Any] = []  # core.generation.vision.ImageInput, for the next message
         self._interactive = sys.stdin.isatty()
+        self.out = output.current()
 
     def run(self) -> None:
-        from agentic_onnx.cli import render
-
         model = self.conversation.model
-        render.note(f"Chatting with {model.folder.name} ({model.folder.context_length} tokens of "
-                    "context). /help lists the commands; Ctrl-D exits.")
+        self.out.note(f"Chatting with {model.folder.name} ({model.folder.context_length} tokens "
+                      "of context). /help lists the commands; Ctrl-D exits.")
         history = _start_history() if self._interactive else None
         try:
             self._loop()
@@ -111,10 +108,10 @@ class ChatSession:
                 line = self._read_line()
             except EOFError:
                 if self._interactive:
-                    sys.stdout.write("\n")
+                    self.out.text("\n")
                 return
             except KeyboardInterrupt:  # at the prompt: drop the line, keep the session
-                sys.stdout.write("\n")
+                self.out.text("\n")
                 continue
             text = line.strip()
             if not text:
@@ -135,9 +132,10 @@ class ChatSession:
 
     def answer(self, text: str) -> None:
         """Stream the answer to `text`; Ctrl-C stops it and keeps what was shown."""
-        from agentic_onnx.cli import render
+        from agentic_onnx.core.errors import AgenticError
         from agentic_onnx.core.generation.events import TextDelta
         from agentic_onnx.core.generation.response import Response
+        from agentic_onnx.router.local_usage import log_local
 
         from agentic_onnx.core.generation.vision import ImageError, ImageTooLargeError
 
@@ -146,39 +144,40 @@ class ChatSession:
         try:
             events = self.conversation.send(text, self.options, images=images)
         except (ImageError, ImageTooLargeError) as error:  # the turn is not kept; the session is
-            render.warning(error.one_line())
+            self.out.warning(error.one_line())
             return
         response = Response(events, "onnx", model.folder.name,
                             execution_provider=model.execution_provider)
         self.last_response = response
         iterator = iter(response)
-        if render.stdout_is_terminal():
-            view = render.LiveMarkdownStream(show_status=sys.stderr.isatty())
-        else:
-            view = render.PlainStream()
+        view = self.out.stream()
+        outcome = "ok"
         try:
             with view:
                 for event in iterator:
                     if isinstance(event, TextDelta):
                         view.add(event.text)
         except KeyboardInterrupt:
+            outcome = "interrupted"
             iterator.close()
             events.close()  # the partial answer joins the history, as the user saw it
-            render.note("Stopped.")
+            self.out.note("Stopped.")
+        except AgenticError as error:
+            log_local("chat", response, "error", error.one_line(), on_failure=self.out.warning)
+            raise
+        log_local("chat", response, outcome, on_failure=self.out.warning)
 
     def command(self, line: str) -> str | None:
         """Run a slash command; returns "exit" to end the session."""
-        from agentic_onnx.cli import render
-
         name, _, argument = line.partition(" ")
         argument = argument.strip()
         if name in ("/exit", "/quit", "/bye"):
             return "exit"
         if name == "/help":
-            render.note(HELP)
+            self.out.note(HELP)
         elif name == "/clear":
             self.conversation.clear()
-            render.note("Cleared the conversation (the system prompt is kept).")
+            self.out.note("Cleared the conversation (the system prompt is kept).")
         elif name == "/system":
             self._system(argument)
         elif name == "/stats":
@@ -188,18 +187,17 @@ class ChatSession:
         elif name == "/image":
             self._attach(argument)
         else:
-            render.warning(f"Unknown command {name}. /help lists the commands.")
+            self.out.warning(f"Unknown command {name}. /help lists the commands.")
         return None
 
     def _attach(self, path: str) -> None:
         """`/image PATH`: checked now (file, format, a vision model), sent with the next message."""
-        from agentic_onnx.cli import render
         from agentic_onnx.core.errors import UsageError
         from agentic_onnx.core.generation.vision import load_image, tag_style
 
         if not path:
             attached = ", ".join(image.label for image in self.pending_images) or "none"
-            render.note(f"Attached for the next message: {attached}. Say which: /image PATH.")
+            self.out.note(f"Attached for the next message: {attached}. Say which: /image PATH.")
             return
         try:
             tag_style(self.conversation.model.folder)
@@ -207,26 +205,24 @@ class ChatSession:
                 raise UsageError("/image cannot read stdin: it carries the chat.", "Give a file path.")
             self.pending_images.append(load_image(path))
         except UsageError as error:
-            render.warning(error.one_line())
+            self.out.warning(error.one_line())
             return
-        render.note(f"Attached {self.pending_images[-1].label} ({len(self.pending_images)} for "
-                    "the next message).")
+        self.out.note(f"Attached {self.pending_images[-1].label} ({len(self.pending_images)} "
+                      "for the next message).")
 
     def _system(self, text: str) -> None:
-        from agentic_onnx.cli import render
-
         if not text:
-            render.note(f"System prompt: {self.conversation.system or '(none)'}")
+            self.out.note(f"System prompt: {self.conversation.system or '(none)'}")
             return
         self.conversation.set_system(text)
-        render.note("System prompt set.")
+        self.out.note("System prompt set.")
 
     def _stats(self) -> None:
-        from agentic_onnx.cli import render
+        from agentic_onnx.cli.render import key_value_table
 
         turn = self.conversation.last
         if turn is None or self.last_response is None:
-            render.note("No answer yet.")
+            self.out.note("No answer yet.")
             return
         timings = self.last_response.timings
         context = self.conversation.model.folder.context_length
@@ -241,22 +237,20 @@ class ChatSession:
         ]
         if turn.dropped_messages:
             rows.append(("dropped messages", str(turn.dropped_messages)))
-        render.print_table(render.key_value_table("Last answer", rows))
+        self.out.table(key_value_table("Last answer", rows))
 
     def _save(self, argument: str) -> None:
-        from agentic_onnx.cli import render
-
         if not argument:
-            render.warning("Say where: /save FILE.")
+            self.out.warning("Say where: /save FILE.")
             return
         path = Path(argument).expanduser()
         try:
             path.write_text(json.dumps(self.conversation.to_json(), indent=2, ensure_ascii=False)
                             + "\n", encoding="utf-8")
         except OSError as error:
-            render.warning(f"Could not write {path}: {error.strerror or error}.")
+            self.out.warning(f"Could not write {path}: {error.strerror or error}.")
             return
-        render.note(f"Saved the transcript to {path}.")
+        self.out.note(f"Saved the transcript to {path}.")
 
 
 def _ms(value: Optional[float]) -> str:

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, JsonOpt, ThreadsOpt
+from agentic_onnx.cli import output
+from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ThreadsOpt
 from agentic_onnx.cli.router import ConfigOpt, LocalOnlyOpt, PrivacyOpt
 
 DEFAULT_BATCH_SIZE = 32
@@ -33,30 +34,23 @@ def embed_command(
     privacy: PrivacyOpt = None,
     local_only: LocalOnlyOpt = False,
     config: ConfigOpt = None,
-    debug: DebugOpt = False,
 ) -> None:
     """Embed texts with a local embedding model (or a provider's /embeddings): one vector per line, or --json."""
-    from agentic_onnx.cli import render
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.router.embeddings import route_embeddings
 
     if not 1 <= batch_size <= 4096:
         raise UsageError(f"Invalid value for --batch-size: {batch_size} is not between 1 and 4096.")
-    inputs = _inputs(texts)
+    out, inputs = output.current(), _inputs(texts)
     run = route_embeddings(inputs, provider=provider, model=model, privacy=privacy,
                            local_only=local_only, config_path=config, input_type=input_type,
-                           dimensions=dimensions, on_notice=render.warning,
+                           dimensions=dimensions, on_notice=out.warning,
                            execution_provider=execution_provider, threads=threads,
                            batch_size=batch_size)
     if run.result is not None and (note := run.result.truncation_note()) is not None:
-        render.warning(note)
-    if json_output:
-        render.print_json(_json(run) if run.result is not None else _provider_json(run))
-        return
-    out = sys.stdout
-    for row in run.vectors:
-        out.write(vector_text(row) + "\n")
-    out.flush()
+        out.warning(note)
+    out.result(lambda: _json(run) if run.result is not None else _provider_json(run),
+               lambda out, _: out.text("".join(vector_text(row) + "\n" for row in run.vectors)))
 
 
 def _inputs(texts: Optional[list[str]]) -> list[str]:

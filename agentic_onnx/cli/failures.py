@@ -3,7 +3,6 @@ the documented exit code. `main()` sends every failure here, so no command handl
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from agentic_onnx.cli.options import CliState
@@ -33,7 +32,9 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    sys.stderr.write(f"{code}\n")
+    from agentic_onnx.cli import output
+
+    output.current().message(str(code))
     return 1
 
 
@@ -43,16 +44,14 @@ def interrupted() -> int:
 
 def report(exception: BaseException) -> int:
     """Tell the user (and a script) what failed; return the exit code."""
-    from agentic_onnx.cli import render
+    from agentic_onnx.cli import output
 
-    error = as_agentic_error(exception)
+    out, error = output.current(), as_agentic_error(exception)
     if CliState.debug:
-        import traceback
-
-        traceback.print_exception(exception)
-    render.error(error.one_line())
-    if CliState.json:
-        render.print_json(error.to_json())
+        out.traceback(exception)
+    out.error(error.one_line())
+    if CliState.json:  # from argv: a usage error Typer finds first still gets its object
+        out.json_value(error.to_json())
     return int(error.exit_code)
 
 

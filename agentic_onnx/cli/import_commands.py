@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, JsonOpt
+from agentic_onnx.cli import output
+from agentic_onnx.cli.options import JsonOpt
 
 
 def import_command(
@@ -29,29 +30,27 @@ def import_command(
     base: Annotated[Optional[str], typer.Option("--base", metavar="NAME", help="With --adapter: the LoRA-ready model it is for.")] = None,
     lora: Annotated[Optional[Path], typer.Option("--lora", metavar="PEFT_FOLDER", help="Build the model LoRA-ready, for adapters that target the same modules as this PEFT adapter (fp32/fp16), and import that adapter beside it.")] = None,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Convert a Hugging Face checkpoint or GGUF into the store (or, with --adapter, a LoRA adapter)."""
+    from agentic_onnx.cli.adapter_commands import adapter_line, import_adapter
     from agentic_onnx.core.errors import UsageError
 
+    out = output.current()
     if adapter is not None:
         if base is None or source is not None:
             raise UsageError("--adapter takes --base NAME and no SOURCE.",
                              "Run `agentic-onnx onnx import --adapter PEFT_FOLDER --base NAME`.")
-        from agentic_onnx.cli.adapter_commands import import_adapter_command
-
-        import_adapter_command(adapter=adapter, base=base, name=name, json_output=json_output)
+        imported = import_adapter(adapter, base, name)
+        out.result(imported, adapter_line(imported))
         return
     if source is None or name is None:
         raise UsageError("onnx import needs a SOURCE and --name NAME.",
                          "Run `agentic-onnx onnx import ./my-hf-model --name my-model`.")
     request = _request(source, name, precision, execution_provider, revision, config_dir,
                        block_size, accuracy_level, force, lora)
-    _import_base(request, json_output)
-    if lora is not None:
-        from agentic_onnx.cli.adapter_commands import import_adapter_command
-
-        import_adapter_command(adapter=lora, base=name, name=None, json_output=False)
+    _import_base(out, request)
+    if lora is not None:  # the adapter's line follows the base's result, as before, in every mode
+        out.line(adapter_line(import_adapter(lora, name, None)))
 
 
 def _request(source: str, name: str, precision: str | None, execution_provider: str | None,
@@ -85,8 +84,7 @@ def _make_lora_ready(folder: Path) -> object:
     return make_lora_ready(folder)
 
 
-def _import_base(request, json_output: bool) -> None:  # noqa: ANN001 - core.importing.importer.ImportRequest
-    from agentic_onnx.cli import render
+def _import_base(out: output.Output, request) -> None:  # noqa: ANN001 - core.importing.importer.ImportRequest
     from agentic_onnx.cli.import_view import ImportProgressView
     from agentic_onnx.core.errors import ExitCode
     from agentic_onnx.core.importing.importer import import_model
@@ -94,25 +92,22 @@ def _import_base(request, json_output: bool) -> None:  # noqa: ANN001 - core.imp
 
     name = request.name
     try:
-        with ImportProgressView(name) as view:
+        with ImportProgressView(out, name) as view:
             result = import_model(request, listener=view)
     except KeyboardInterrupt:
-        render.note(f"Interrupted: the conversion was stopped and nothing was installed "
-                    f"(its log: {partial_dir(name) / 'builder.log'}).")
+        out.note(f"Interrupted: the conversion was stopped and nothing was installed "
+                 f"(its log: {partial_dir(name) / 'builder.log'}).")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     manifest, record = result.manifest, result.manifest.imported
     assert record is not None
     peak = f", peak memory {format_bytes(record.peak_rss_bytes)}" if record.peak_rss_bytes else ""
-    render.note(f"Installed {name} ({format_bytes(manifest.size_bytes)}, {record.precision} for "
-                f"{record.execution_provider}) in {record.build_seconds:.0f} s{peak}. "
-                f"Run it with `agentic-onnx run --model {name} --task ...`.")
-    if json_output:
-        render.print_json({"id": manifest.id, "path": str(result.path),
-                           "size_bytes": manifest.size_bytes, "precision": record.precision,
-                           "execution_provider": record.execution_provider,
-                           "source": record.model_dump(mode="json", exclude={"files"}),
-                           "source_files": len(record.files), "build_seconds": record.build_seconds,
-                           "peak_rss_bytes": record.peak_rss_bytes,
-                           "estimated_peak_bytes": result.budget.peak_memory_bytes})
-    else:
-        print(result.path)
+    out.note(f"Installed {name} ({format_bytes(manifest.size_bytes)}, {record.precision} for "
+             f"{record.execution_provider}) in {record.build_seconds:.0f} s{peak}. "
+             f"Run it with `agentic-onnx run --model {name} --task ...`.")
+    out.result({"id": manifest.id, "path": str(result.path),
+                "size_bytes": manifest.size_bytes, "precision": record.precision,
+                "execution_provider": record.execution_provider,
+                "source": record.model_dump(mode="json", exclude={"files"}),
+                "source_files": len(record.files), "build_seconds": record.build_seconds,
+                "peak_rss_bytes": record.peak_rss_bytes,
+                "estimated_peak_bytes": result.budget.peak_memory_bytes}, str(result.path))

@@ -6,7 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
-from agentic_onnx.cli import render
+from agentic_onnx.cli.output import Output
+from agentic_onnx.cli.render import key_value_table
 from agentic_onnx.core.machine.speed_estimate import format_rate
 
 
@@ -14,9 +15,9 @@ def _gib(value: int | None) -> str:
     return "unknown" if value is None else f"{value / 2**30:.1f} GiB"
 
 
-def render_info(report: dict[str, Any]) -> None:
+def render_info(out: Output, report: dict[str, Any]) -> None:
     cpu, memory, eps = report["cpu"], report["memory"], report["execution_providers"]
-    render.print_table(render.key_value_table("CPU", [
+    out.table(key_value_table("CPU", [
         ("model", cpu["brand"]),
         ("architecture", cpu["arch"]),
         ("cores", f"{cpu['physical_cores']} physical, {cpu['logical_cores']} logical, "
@@ -24,18 +25,18 @@ def render_info(report: dict[str, Any]) -> None:
         ("SIMD", ", ".join(cpu["simd"]) or "none detected"),
         *_bandwidth_rows(report.get("speed")),
     ]))
-    render.print_table(render.key_value_table("Memory", [
+    out.table(key_value_table("Memory", [
         ("total", _gib(memory["total_bytes"])), ("available", _gib(memory["available_bytes"])),
     ]))
-    render.print_table(_gpu_table(report))
+    out.table(_gpu_table(report))
     builds = ", ".join(f"{b['distribution']} {b['version']}" for b in report["genai_build"])
-    render.print_table(render.key_value_table("Execution providers", [
+    out.table(key_value_table("Execution providers", [
         ("genai build", builds or "not installed"),
         ("available", ", ".join(eps["available"])),
         ("selected (auto)", eps["selected"]),
         ("threads (CPU)", str(eps["default_threads"])),
     ]))
-    render.print_table(render.key_value_table("Platform", [
+    out.table(key_value_table("Platform", [
         (key, value) for key, value in report["platform"].items()
     ] + [(name, version) for name, version in report["packages"].items() if name != "python"]))
     choice = report.get("recommendation")
@@ -48,9 +49,9 @@ def render_info(report: dict[str, Any]) -> None:
             usable = report["speed"]["usable_tokens_per_s"]
             rows.insert(1, ("speed", f"~{rate} tok/s here, estimated "
                                      f"(usable: {usable:g} tok/s or more)"))
-        render.print_table(render.key_value_table("Recommended model", rows))
+        out.table(key_value_table("Recommended model", rows))
     for item in report["advice"]:
-        render.warning(f"{item['problem']} Fix: {item['fix']}")
+        out.warning(f"{item['problem']} Fix: {item['fix']}")
 
 
 def _bandwidth_rows(speed: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -67,7 +68,7 @@ def _bandwidth_rows(speed: dict[str, Any] | None) -> list[tuple[str, str]]:
 def _gpu_table(report: dict[str, Any]) -> Table:
     if not report["gpus"]:
         reason = report.get("gpu_probe_error") or "none found"
-        return render.key_value_table("GPUs", [("NVIDIA", f"none ({reason})")])
+        return key_value_table("GPUs", [("NVIDIA", f"none ({reason})")])
     table = Table(title="GPUs", title_justify="left")
     for column in ("#", "name", "memory total", "memory free", "bandwidth", "driver", "CUDA"):
         table.add_column(column)

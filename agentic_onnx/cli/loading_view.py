@@ -17,7 +17,6 @@ from typing import Any
 
 # Below this, loading takes well under a second here: a static line is enough.
 TICKER_MIN_BYTES = 200 * 2**20
-_CLEAR = "\r\x1b[K"
 _TICKER = r"""
 import sys, threading, time
 label, started = sys.argv[1], time.monotonic()
@@ -36,20 +35,20 @@ sys.stderr.flush()
 @contextmanager
 def loading_indicator(start: Any) -> Iterator[None]:
     """Show `start` (core.generation.engine.LoadStart) while the block runs."""
+    from agentic_onnx.cli import output
     from agentic_onnx.core.machine.execution_provider import EP_LABELS
     from agentic_onnx.core.models.store import format_bytes
 
+    out = output.current()
     label = (f"Loading {start.name} ({format_bytes(start.size_bytes)}, "
              f"{EP_LABELS.get(start.execution_provider, start.execution_provider)})")
-    sys.stderr.write(f"{_CLEAR}{label}...")
-    sys.stderr.flush()
+    out.transient(f"{label}...")
     ticker = _start_ticker(label) if start.size_bytes >= TICKER_MIN_BYTES else None
     try:
         yield
     finally:
         _stop(ticker)
-        sys.stderr.write(_CLEAR)
-        sys.stderr.flush()
+        out.clear_transient()
 
 
 @contextmanager

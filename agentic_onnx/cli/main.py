@@ -15,18 +15,27 @@ from agentic_onnx.cli import help_cache
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run agentic-onnx with `argv` (default: the process's arguments); return the exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    args, debug = take_debug(sys.argv[1:] if argv is None else list(argv))
     if help_cache.asks_for_help(args):
-        return _help(args)
-    return _run(args)
+        return _help(args, debug)
+    return _run(args, debug)
 
 
-def _help(args: list[str]) -> int:
+def take_debug(args: list[str]) -> tuple[list[str], bool]:
+    """`args` without `--debug` (before a `--`), and whether it was there: `--debug` works in
+    any position without each command declaring it."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [arg for arg in args[:end] if arg != "--debug"] + args[end:]
+    return kept, len(kept) < len(args)
+
+
+def _help(args: list[str], debug: bool) -> int:
     """Print the help: the recorded text when there is one, else Typer's (then record it)."""
     text = help_cache.lookup(args)
     if text is not None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        from agentic_onnx.cli import output
+
+        output.start().text(text)
         return 0
     from agentic_onnx.cli import fast_help
 
@@ -34,7 +43,7 @@ def _help(args: list[str]) -> int:
     real_stdout, recorder = sys.stdout, help_cache.Recorder(sys.stdout)
     sys.stdout = recorder  # type: ignore[assignment]
     try:
-        code = _run(args)
+        code = _run(args, debug)
     finally:
         sys.stdout = real_stdout
     printed = recorder.text()
@@ -43,14 +52,15 @@ def _help(args: list[str]) -> int:
     return code
 
 
-def _run(args: list[str]) -> int:
+def _run(args: list[str], debug: bool = False) -> int:
     """Our errors become one line on stderr (and, with `--json`, one error object on stdout);
     an unexpected exception becomes one line too (`--debug` shows its traceback)."""
-    from agentic_onnx.cli import failures
+    from agentic_onnx.cli import failures, output
     from agentic_onnx.cli.app import app
     from agentic_onnx.cli.options import CliState
 
-    CliState.reset(json=failures.asks_for_json(args))
+    CliState.reset(json=failures.asks_for_json(args), debug=debug)
+    output.start()  # a fresh output object (and consoles) for this invocation
     try:
         # With --json, Typer must not print usage errors its own way: they come back to us.
         result = app(args=args, prog_name="agentic-onnx", standalone_mode=not CliState.json)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, JsonOpt
+from agentic_onnx.cli import output
+from agentic_onnx.cli.options import JsonOpt
 
 onnx_app = typer.Typer(help="Local ONNX models and this machine's hardware.", no_args_is_help=True)
 
@@ -15,18 +16,12 @@ onnx_app = typer.Typer(help="Local ONNX models and this machine's hardware.", no
 def info_command(
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure the memory read bandwidth again (it is cached in AGENTIC_FLOW_HOME/hardware.json).")] = False,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Show CPU, memory bandwidth, GPUs, execution providers, packages and the recommended model."""
-    from agentic_onnx.cli import render
     from agentic_onnx.cli.info_view import render_info
     from agentic_onnx.core.machine.system_report import system_report
 
-    report = system_report(refresh=refresh)
-    if json_output:
-        render.print_json(report)
-    else:
-        render_info(report)
+    output.current().result(system_report(refresh=refresh), render_info)
 
 
 

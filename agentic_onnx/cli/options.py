@@ -8,14 +8,14 @@ import typer
 
 
 class CliState:
-    """Process-wide flags set while parsing (read by `main` when it reports an error)."""
+    """Process-wide flags of this invocation (read by `main` when it reports an error)."""
 
-    debug: bool = False
+    debug: bool = False  # `--debug` anywhere on the command line (main takes it out of argv)
     json: bool = False  # `--json` was given: a failure also prints a JSON error object
 
     @classmethod
-    def reset(cls, json: bool = False) -> None:
-        cls.debug = False
+    def reset(cls, json: bool = False, debug: bool = False) -> None:
+        cls.debug = debug
         cls.json = json
 
 
@@ -25,11 +25,27 @@ def _set_debug(value: bool) -> bool:
     return value
 
 
+# Declared by the root only: cli/main.py takes `--debug` out of the command line wherever it
+# stands, so no command declares it (the root keeps it for its help and for in-process callers).
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug, is_eager=True),
+    typer.Option("--debug", help="Show tracebacks for errors (anywhere on the command line).",
+                 callback=_set_debug, is_eager=True),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+
+
+def _set_json_mode(value: bool) -> bool:
+    """`--json` sets the output object's mode while parsing, so a command never reads it."""
+    from agentic_onnx.cli import output
+
+    output.current().json = value
+    return value
+
+
+# Each command that takes --json declares it (its help lists it) and never reads the value:
+# the callback has set the mode of cli/output.py's object before the command runs.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.",
+                                       callback=_set_json_mode)]
 def complete_model(incomplete: str) -> list[str]:
     """Tab completion for --model: the names that start with what was typed (a path completes
     as a path in the shell when nothing matches)."""

@@ -1,18 +1,17 @@
-"""The only module that knows Rich: live Markdown, tables, stats, messages.
+"""The output object's views (cli/output.py makes and feeds them): the live Markdown and plain
+answer streams, and the table builders the *_view modules use.
 
-Data goes to stdout; warnings, hints, progress and status go to stderr, so `cmd > file` and
-`cmd | jq` stay clean. Rich drops colour when the stream is not a terminal or NO_COLOR is set.
+Nothing here makes a console: the output object hands its own to the views, so each invocation
+writes to the streams it was started with. Rich drops colour when the stream is not a terminal
+or NO_COLOR is set.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from rich.console import Console, Group
@@ -22,66 +21,24 @@ from rich.table import Table
 from rich.text import Text
 
 
-@lru_cache(maxsize=1)
-def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-@lru_cache(maxsize=1)
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
-
-
-def error(message: str) -> None:
-    stderr_console().print(Text("Error: ", style="bold red") + Text(message))
-
-
-def warning(message: str) -> None:
-    stderr_console().print(Text("Warning: ", style="yellow") + Text(message))
-
-
-def note(message: str) -> None:
-    stderr_console().print(Text(message, style="dim"))
-
-
-def print_json(data: Any) -> None:
-    """One JSON object on stdout, never coloured, always parseable."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def print_json_line(data: Any) -> None:
-    """One compact JSON object on one line of stdout (JSON Lines: one tool call per line)."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def print_table(table: Table) -> None:
-    stdout_console().print(table)
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
 class PlainStream:
-    """Piped output: the text exactly as generated, flushed per chunk, no escape codes."""
+    """Piped output: the text exactly as generated, flushed per chunk, no escape codes.
+    `write` puts text on stdout (the output object's `text`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
         self._last = ""
 
     def __enter__(self) -> PlainStream:
         return self
 
     def add(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        self._write(text)
         self._last = text[-1:] or self._last
 
     def __exit__(self, *exc: object) -> None:
         if self._last and self._last != "\n":  # end the answer's line, never add a blank one
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            self._write("\n")
 
 
 class MarkdownBlocks:
@@ -137,8 +94,8 @@ class LiveMarkdownStream:
     MAX_INTERVAL_S = 0.5
     clock = staticmethod(time.perf_counter)
 
-    def __init__(self, show_status: bool, console: Console | None = None) -> None:
-        self._console = console or stdout_console()
+    def __init__(self, show_status: bool, console: Console) -> None:
+        self._console = console
         self._blocks = MarkdownBlocks()
         self._show_status = show_status
         self._live = Live(console=self._console, auto_refresh=False, transient=True,
@@ -207,36 +164,6 @@ class LiveMarkdownStream:
         return Group(*parts)
 
 
-def verbose_stats(prompt_tokens: int, completion_tokens: int, timings: Any) -> None:
-    """Ollama's `--verbose` statistics, on stderr. Prompt eval runs to the first token (Ollama's
-    and llama.cpp's meaning); the first visible text can come later (a tool call, a stop string
-    held back), so it has a line of its own."""
-    first_ms = timings.first_token_ms if timings.first_token_ms is not None else timings.ttft_ms
-    prefill_s = (first_ms or 0.0) / 1000
-    rows = [
-        ("total duration", _duration(timings.total_s + timings.load_s)),
-        ("load duration", _duration(timings.load_s)),
-        ("prompt eval count", f"{prompt_tokens} token(s)"),
-        ("prompt eval duration", _duration(prefill_s)),
-        ("prompt eval rate", _rate(prompt_tokens / prefill_s if prefill_s else None)),
-        ("first visible text", "n/a" if timings.ttft_ms is None else _duration(timings.ttft_ms / 1000)),
-        ("eval count", f"{completion_tokens} token(s)"),
-        ("eval duration", _duration(max(timings.total_s - prefill_s, 0.0))),
-        ("eval rate", _rate(timings.decode_tokens_per_s)),
-    ]
-    console = stderr_console()
-    for name, value in rows:
-        console.print(f"{name + ':':<22}{value}")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.2f}ms" if seconds < 1 else f"{seconds:.3f}s"
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f} tokens/s"
-
-
 @dataclass(frozen=True)
 class Column:
     """A column of a `fitted_table`. `drop_order`: None keeps it always; otherwise columns are
@@ -248,11 +175,11 @@ class Column:
 
 
 def fitted_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]],
-                 width: int | None = None) -> Table:
-    """A compact table (no box, as `onnx models`) that fits `width` (the terminal's, or 80 when
-    piped): low-value columns are left out until it does, and a caption says which (`--json`
-    has everything)."""
-    console = stdout_console()
+                 width: int | None = None, console: Console | None = None) -> Table:
+    """A compact table (no box, as `onnx models`) that fits `width` (default: `console`'s, the
+    terminal's or 80 when piped): low-value columns are left out until it does, and a caption
+    says which (`--json` has everything)."""
+    console = console or Console(highlight=False)
     width = width or console.width
     shown = list(range(len(columns)))
     while True:

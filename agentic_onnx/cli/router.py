@@ -6,7 +6,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, JsonOpt
+from agentic_onnx.cli import output
+from agentic_onnx.cli.options import JsonOpt
 
 router_app = typer.Typer(help="Explain routing decisions and compare providers.",
                          no_args_is_help=True)
@@ -55,7 +56,6 @@ def explain_command(
         "--requires-tools", help="The request needs tool calling (rules' requiresTools).")] = False,
     config: ConfigOpt = None,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Show which provider, model and rule would answer TASK, and why. Sends nothing."""
     from agentic_onnx.router.execute import plan_route
@@ -64,22 +64,19 @@ def explain_command(
     flags = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
                        local_only=local_only, complexity=complexity,
                        requires_tools=requires_tools)
-    from agentic_onnx.cli import render
+    from agentic_onnx.core.generation.request import ChatRequest
 
-    loaded, decision = plan_route([{"role": "user", "content": task}], flags,
-                                  config_option(ctx, config), on_notice=render.warning)
-    show_decision(decision.to_json(), str(loaded.path) if loaded.path else None, json_output)
+    loaded, decision = plan_route(ChatRequest.of([{"role": "user", "content": task}]), flags,
+                                  config_option(ctx, config), on_notice=output.current().warning)
+    show_decision(decision.to_json(), str(loaded.path) if loaded.path else None)
 
 
-def show_decision(decision: dict[str, Any], config_path: str | None, json_output: bool) -> None:
-    from agentic_onnx.cli import render
-
-    if json_output:
-        render.print_json({**decision, "config": config_path, "sent": False})
-        return
+def show_decision(decision: dict[str, Any], config_path: str | None) -> None:
+    """`router explain` and `run --dry-run`: the route, with the config it came from."""
     from agentic_onnx.cli.router_view import render_decision
 
-    render_decision(decision, config_path)
+    output.current().result({**decision, "config": config_path, "sent": False},
+                            lambda out, _: render_decision(out, decision, config_path))
 
 
 @router_app.command("benchmark")
@@ -95,32 +92,22 @@ def benchmark_command(
                                                       help="Most new tokens. Default: 512.")] = None,
     config: ConfigOpt = None,
     json_output: JsonOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Compare providers on one task: TTFT, tokens/s, latency p50/p95, cost, success rate."""
-    from agentic_onnx.cli import render
+    from agentic_onnx.cli.router_view import render_benchmark
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.core.generation.options import build_options
     from agentic_onnx.router.benchmark import all_failed_error, run_benchmark
 
+    out = output.current()
     specs = [spec.strip() for spec in providers.split(",") if spec.strip()]
     if not specs:
         raise UsageError("No providers given.", "Pass --providers onnx,anthropic,openrouter.")
-    progress = None if json_output else (
-        lambda name, number: render.note(f"{name}: request {number}/{iterations}"))
     results = run_benchmark(specs, task, iterations, build_options(max_tokens=max_tokens),
-                            config_path=config_option(ctx, config), on_notice=render.warning,
-                            on_progress=progress)
+                            config_path=config_option(ctx, config), on_notice=out.warning,
+                            on_progress=lambda name, number: out.progress(
+                                f"{name}: request {number}/{iterations}"))
     data = {"task": task, "iterations": iterations,
             "results": [result.to_json() for result in results]}
-    failure = all_failed_error(results)
-    if json_output and failure is not None:
-        failure.details.update(data)  # one JSON object: the results inside the error
-    elif json_output:
-        render.print_json(data)
-    else:
-        from agentic_onnx.cli.router_view import render_benchmark
-
-        render_benchmark(data["results"])
-    if failure is not None:
-        raise failure
+    out.result(data, lambda out, data: render_benchmark(out, data["results"]),
+               failure=all_failed_error(results))

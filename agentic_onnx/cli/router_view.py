@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentic_onnx.cli import render
-from agentic_onnx.cli.render import Column
+from agentic_onnx.cli.output import Output
+from agentic_onnx.cli.render import Column, key_value_table
 
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def render_decision(decision: dict[str, Any], config_path: str | None) -> None:
+def render_decision(out: Output, decision: dict[str, Any], config_path: str | None) -> None:
     """`router explain` / `run --dry-run`: what would happen, and why."""
     private = (f"yes ({decision['privacy_source']})" if decision["private"] else "no")
     order = " -> ".join(c["provider"] for c in decision["candidates"])
@@ -32,10 +32,10 @@ def render_decision(decision: dict[str, Any], config_path: str | None) -> None:
     if decision["max_tokens"] is not None:
         rows.append(("max tokens", str(decision["max_tokens"])))
     rows.append(("config", config_path or "none (defaults from the environment)"))
-    render.print_table(render.key_value_table("Route (nothing was sent)", rows))
+    out.table(key_value_table("Route (nothing was sent)", rows))
 
 
-def render_benchmark(results: list[dict[str, Any]]) -> None:
+def render_benchmark(out: Output, results: list[dict[str, Any]]) -> None:
     columns = [Column("provider", "left"), Column("model", "left"), Column("ok"),
                Column("TTFT p50 ms"), Column("tokens/s p50"), Column("latency p50 ms", drop_order=2),
                Column("latency p95 ms", drop_order=1), Column("$ / M tokens", drop_order=3)]
@@ -44,14 +44,16 @@ def render_benchmark(results: list[dict[str, Any]]) -> None:
              _or_dash(result["ttft_ms_p50"], "{:.1f}"), _or_dash(result["tokens_per_s_p50"], "{:.1f}"),
              _or_dash(result["latency_ms_p50"], "{:.1f}"), _or_dash(result["latency_ms_p95"], "{:.1f}"),
              _or_dash(result["cost_per_million_tokens_usd"], "{:.4f}")] for result in results]
-    table = render.fitted_table("Router benchmark", columns, rows)
-    render.print_table(table)
+    out.table(out.fitted_table("Router benchmark", columns, rows))
     for result in results:
         for error in result["errors"]:
-            render.warning(f"{result['provider']}: {error}")
+            out.warning(f"{result['provider']}: {error}")
 
 
-def render_usage(summary: dict[str, Any]) -> None:
+def render_usage(out: Output, summary: dict[str, Any]) -> None:
+    if not summary["lines"]:
+        out.note("No requests logged yet.")
+        return
     columns = [Column("provider", "left"), Column("model", "left"), Column("requests"),
                Column("ok", drop_order=3), Column("tokens in", drop_order=2),
                Column("tokens out", drop_order=2), Column("cost $"),
@@ -62,9 +64,8 @@ def render_usage(summary: dict[str, Any]) -> None:
         rows.append([line["provider"], line["model"], str(line["requests"]), str(line["ok"]),
                      str(line["prompt_tokens"]), str(line["completion_tokens"]), cost,
                      f"{line['saved_usd']:.6f}", _or_dash(line["latency_p50_ms"], "{:.1f}")])
-    table = render.fitted_table(f"Usage ({summary['period']})", columns, rows)
-    render.print_table(table)
+    out.table(out.fitted_table(f"Usage ({summary['period']})", columns, rows))
     totals = summary["totals"]
-    render.note(f"Total cost ${totals['cost_usd']:.6f}; local runs saved ${totals['saved_usd']:.6f} "
-                f"at {summary['reference']} prices." +
-                (" * some requests have no known price." if totals["cost_unknown_requests"] else ""))
+    out.note(f"Total cost ${totals['cost_usd']:.6f}; local runs saved ${totals['saved_usd']:.6f} "
+             f"at {summary['reference']} prices." +
+             (" * some requests have no known price." if totals["cost_unknown_requests"] else ""))

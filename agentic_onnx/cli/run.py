@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import typer
 
 from agentic_onnx.cli.options import (
     AdapterOpt,
-    DebugOpt,
     ExecutionProviderOpt,
     JsonOpt,
     MaxTokensOpt,
@@ -57,15 +55,16 @@ def run_command(
     config: ConfigOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the route (rule, provider, model, reason) and send nothing.")] = False,
     log_prompts: Annotated[bool, typer.Option("--log-prompts", help="Also store the prompt text in the usage log.")] = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Generate a streamed answer to one prompt: a local ONNX model, or the provider the router picks."""
     from agentic_onnx.core.generation.options import build_options
     from agentic_onnx.router.rules import RouteFlags
 
+    from agentic_onnx.core.generation.request import ChatRequest
+
     options = build_options(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                             top_k=top_k, seed=seed, stop=stop)
-    asked = AnswerSpec.from_options(schema, json_mode, tools, tool_choice)
+    answer = answer_fields(schema, json_mode, tools, tool_choice)
     images = read_images(image or [], task)
     if adapter and provider not in (None, "onnx"):
         from agentic_onnx.core.errors import UsageError
@@ -75,16 +74,15 @@ def run_command(
     prompt = read_task(task)
     messages = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": prompt})
+    request = ChatRequest.of(messages, options=options, images=images, adapter=adapter, **answer)
     route = RouteFlags(provider=provider, model=model, agent=agent, privacy=privacy,
-                       local_only=local_only, complexity=complexity,
-                       requires_tools=asked.requires_tools)
+                       local_only=local_only, complexity=complexity)
     from agentic_onnx.cli.loading_view import shown_while_loading
 
     with shown_while_loading():
-        _generate(messages, options, route, execution_provider=execution_provider,
-                  threads=threads, json_output=json_output, verbose=verbose, assume_yes=yes,
-                  config=config, dry_run=dry_run, log_prompts=log_prompts, asked=asked,
-                  images=images, adapter=adapter)
+        _generate(request, route, execution_provider=execution_provider,
+                  threads=threads, verbose=verbose, assume_yes=yes,
+                  config=config, dry_run=dry_run, log_prompts=log_prompts)
 
 
 def read_images(paths: list[str], task: str | None) -> list[Any]:
@@ -102,57 +100,31 @@ def read_images(paths: list[str], task: str | None) -> list[Any]:
     return [load_image(path) for path in paths]
 
 
-@dataclass(frozen=True)
-class AnswerSpec:
-    """What the answer must be: free text, JSON for a schema, or text/a call to given tools."""
+def answer_fields(schema: str | None, json_mode: bool, tools: str | None,
+                  tool_choice: str | None) -> dict[str, Any]:
+    """What the answer must be, as ChatRequest fields: free text (none), JSON for a schema
+    (`response_format`), or text/a call to given tools (`tools`, `tool_choice`)."""
+    from agentic_onnx.core.errors import UsageError
 
-    response_format: Any = None  # core.answers.structured.ResponseFormat
-    tools: tuple[Any, ...] = ()  # core.answers.tools.Tool
-    tool_choice: Any = None  # core.answers.tools.ToolChoice
+    if schema is not None and json_mode:
+        raise UsageError("--schema and --json-mode exclude each other.",
+                         "--json-mode is --schema '{\"type\": \"object\"}'; pass one.")
+    if tools is None and tool_choice is not None:
+        raise UsageError("--tool-choice needs --tools.", "Pass --tools FILE.")
+    if tools is not None and (schema is not None or json_mode):
+        raise UsageError("--tools cannot be combined with --schema or --json-mode.",
+                         "A tool's parameters are its schema; pass one of them.")
+    if schema is not None or json_mode:
+        from agentic_onnx.core.answers import structured
 
-    @classmethod
-    def from_options(cls, schema: str | None, json_mode: bool, tools: str | None,
-                     tool_choice: str | None) -> AnswerSpec:
-        from agentic_onnx.core.errors import UsageError
+        return {"response_format": structured.load_schema(schema) if schema
+                else structured.json_mode()}
+    if tools is not None:
+        from agentic_onnx.core.answers.tools import load_tools, parse_tool_choice
 
-        if schema is not None and json_mode:
-            raise UsageError("--schema and --json-mode exclude each other.",
-                             "--json-mode is --schema '{\"type\": \"object\"}'; pass one.")
-        if tools is None and tool_choice is not None:
-            raise UsageError("--tool-choice needs --tools.", "Pass --tools FILE.")
-        if tools is not None and (schema is not None or json_mode):
-            raise UsageError("--tools cannot be combined with --schema or --json-mode.",
-                             "A tool's parameters are its schema; pass one of them.")
-        if schema is not None or json_mode:
-            from agentic_onnx.core.answers import structured
-
-            return cls(structured.load_schema(schema) if schema else structured.json_mode())
-        if tools is not None:
-            from agentic_onnx.core.answers.tools import load_tools, parse_tool_choice
-
-            loaded = load_tools(tools)
-            return cls(tools=tuple(loaded), tool_choice=parse_tool_choice(tool_choice, loaded))
-        return cls()
-
-    @property
-    def requires_tools(self) -> bool:
-        return bool(self.tools) and self.tool_choice.mode != "none"
-
-    def route_kwargs(self) -> dict[str, Any]:
-        return {"tools": [tool.to_openai() for tool in self.tools] or None,
-                "tool_choice": self.tool_choice, "response_format": self.response_format}
-
-    def check(self, response: Any) -> None:
-        """Raise core.answers.structured.StructuredOutputError unless the answer is what was asked."""
-        if self.response_format is not None:
-            from agentic_onnx.core.answers.structured import check_answer
-
-            check_answer(response.text, response.finish_reason, self.response_format)
-        elif self.tools:
-            from agentic_onnx.core.answers.tools import check_reply
-
-            check_reply(response.text, response.tool_calls, response.finish_reason, self.tools,
-                        self.tool_choice, response.tool_call_cut)
+        loaded = load_tools(tools)
+        return {"tools": loaded, "tool_choice": parse_tool_choice(tool_choice, loaded)}
+    return {}
 
 
 def read_task(task: str | None) -> str:
@@ -168,76 +140,73 @@ def read_task(task: str | None) -> str:
     return task
 
 
-def _generate(messages, options, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
-              json_output: bool, verbose: bool, assume_yes: bool, config: str | None,
-              dry_run: bool, log_prompts: bool, asked: AnswerSpec = AnswerSpec(),
-              images: list[Any] | None = None, adapter: str | None = None) -> None:
-    """Route the request, stream the answer into the right view, check it, report."""
-    from agentic_onnx.cli import render
+def _generate(request, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
+              verbose: bool, assume_yes: bool, config: str | None,
+              dry_run: bool, log_prompts: bool) -> None:
+    """Route the request, stream the answer into the right view, report. The router checks
+    the finished answer (schema, tools): an invalid one ends the stream as an error that
+    carries the answer's fields (with --json they go into the error object)."""
+    from agentic_onnx.cli import output
     from agentic_onnx.cli.store_commands import resolve_for_run
+    from agentic_onnx.core.answers.structured import StructuredOutputError
     from agentic_onnx.router.execute import route_and_stream
 
+    out = output.current()
     routed = route_and_stream(
-        messages, route, options, config_path=config,
-        execution_provider=execution_provider, threads=threads, dry_run=dry_run,
-        log_prompts=log_prompts, on_notice=render.warning, **asked.route_kwargs(),
-        images=images or (), adapter=adapter,
+        request, route, config_path=config, execution_provider=execution_provider,
+        threads=threads, dry_run=dry_run, log_prompts=log_prompts, on_notice=out.warning,
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision
 
-        show_decision(routed.decision.to_json(), str(routed.config_path or "") or None, json_output)
+        show_decision(routed.decision.to_json(), str(routed.config_path or "") or None)
         return
     response = routed.response
-    # JSON answers are printed only once checked, never streamed: no broken JSON on stdout.
-    interrupted = _render_stream(response, json_output or asked.response_format is not None)
-    failure = None if interrupted else _deliver(routed, asked, json_output)
+    failure = None
+    try:
+        # JSON answers are printed only once checked, never streamed: no broken JSON on stdout.
+        interrupted = _render_stream(response, out.json or request.response_format is not None)
+    except StructuredOutputError as error:
+        interrupted, failure = False, error
+    if not interrupted and failure is None:
+        _deliver(routed, request)
     if verbose:
         usage = response.usage
-        render.verbose_stats(usage.prompt_tokens if usage else 0,
-                             usage.completion_tokens if usage else 0, response.timings)
+        out.verbose_stats(usage.prompt_tokens if usage else 0,
+                          usage.completion_tokens if usage else 0, response.timings)
     if interrupted:
-        render.note("Interrupted.")
+        out.note("Interrupted.")
         raise typer.Exit(130)
     if failure is not None:
         raise failure
 
 
-def _deliver(routed, asked: AnswerSpec, json_output: bool):  # noqa: ANN001, ANN202
-    """Check the finished answer and print what is not streamed; the error, if any, is
-    returned carrying the answer's fields (with --json they go into the error object)."""
-    from agentic_onnx.cli import render
-    from agentic_onnx.core.generation.response import tool_call_json
-    from agentic_onnx.core.answers.structured import StructuredOutputError
+def _deliver(routed, request) -> None:  # noqa: ANN001
+    """Print what is not streamed: the `--json` object, a checked JSON answer, tool calls."""
+    from agentic_onnx.cli import output
 
-    response = routed.response
-    try:
-        asked.check(response)
-    except StructuredOutputError as error:
-        error.details.update(routed.to_json())
-        return error
-    if json_output:
-        render.print_json(routed.to_json())
-    elif asked.response_format is not None:
-        with render.PlainStream() as view:
-            view.add(response.text)
+    output.current().result(routed.to_json,
+                            lambda out, _: _show_unstreamed(out, request, routed.response))
+
+
+def _show_unstreamed(out, request, response) -> None:  # noqa: ANN001
+    """A checked JSON answer (as the plain view writes it), or the tool calls as JSON lines."""
+    from agentic_onnx.core.generation.response import tool_call_json
+
+    if request.response_format is not None:
+        out.answer(response.text)
     else:
         for call in response.tool_calls:
-            render.print_json_line(tool_call_json(call))
-    return None
+            out.json_line(tool_call_json(call))
 
 
-def _render_stream(response, json_output: bool) -> bool:  # noqa: ANN001
-    """Consume the response into the right view; True when Ctrl-C stopped it."""
-    from agentic_onnx.cli import render
+def _render_stream(response, quiet: bool) -> bool:  # noqa: ANN001
+    """Consume the response into the output's stream view (none when `quiet`: the answer is
+    shown whole once checked, or as JSON); True when Ctrl-C stopped it."""
+    from agentic_onnx.cli import output
     from agentic_onnx.core.generation.events import TextDelta
 
-    if json_output:
-        view = None
-    elif render.stdout_is_terminal():
-        view = render.LiveMarkdownStream(show_status=sys.stderr.isatty())
-    else:
-        view = render.PlainStream()
+    view = None if quiet else output.current().stream()
     try:
         if view is None:
             response.consume()

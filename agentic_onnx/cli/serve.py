@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import DebugOpt, ExecutionProviderOpt, ThreadsOpt, complete_model
+from agentic_onnx.cli import output
+from agentic_onnx.cli.options import ExecutionProviderOpt, ThreadsOpt, complete_model
 
 DEFAULT_PORT = 8080
 DEFAULT_MAX_QUEUE = 16
@@ -31,10 +32,8 @@ def serve_command(
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body in MiB; a larger one gets 413 before it is read.")] = DEFAULT_MAX_BODY_MB,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
-    debug: DebugOpt = False,
 ) -> None:
     """Serve local models over the OpenAI (/v1/chat/completions) and Anthropic (/v1/messages) APIs."""
-    from agentic_onnx.cli import render
     from agentic_onnx.core.errors import UsageError
 
     if not 0 <= port <= 65535:
@@ -46,14 +45,18 @@ def serve_command(
     if api_key is not None and not api_key.strip():
         raise UsageError("The --api-key is empty.", "Pass a non-empty key, or leave --api-key out.")
     if not _is_loopback(host) and api_key is None:
-        render.warning(f"Listening on {host} without --api-key: anyone who can reach this "
-                       "machine can use the models.")
-    chat_names, embeddings = _split_embedding_models(model or [], execution_provider, threads,
-                                                     max_queue)
+        output.current().warning(f"Listening on {host} without --api-key: anyone who can "
+                                 "reach this machine can use the models.")
+    from agentic_onnx.router.local_settings import local_settings
+
+    # The config's local EP and threads, as `run` and `chat` load with (-e/--threads win).
+    settings = local_settings(execution_provider, threads, on_notice=output.current().warning)
+    chat_names, embeddings = _split_embedding_models(model or [], settings.execution_provider,
+                                                     settings.threads, max_queue)
     specs = _resolve_models(chat_names or ([] if embeddings else [None]))
     guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
-    _run_server(specs, host, port, api_key, max_queue, execution_provider, threads, guard,
-                embeddings=embeddings)
+    _run_server(specs, host, port, api_key, max_queue, settings.execution_provider,
+                settings.threads, guard, embeddings=embeddings)
 
 
 def _split_embedding_models(names: list[str], execution_provider: str, threads: Optional[int],
@@ -83,7 +86,6 @@ def _guard_config(host: str, allowed_hosts: list[str], cors_origins: list[str],
 
 
 def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
-    from agentic_onnx.cli import render
     from agentic_onnx.core.models.resolve import resolve
     from agentic_onnx.server.pool import ModelSpec
 
@@ -91,7 +93,7 @@ def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
     for name in names:
         resolution = resolve(name)
         if resolution.note:
-            render.note(resolution.note)
+            output.current().note(resolution.note)
         model_id, aliases = served_names(name, resolution)
         known = specs.get(model_id)
         aliases = tuple(dict.fromkeys((*(known.aliases if known else ()), *aliases)))
@@ -128,7 +130,6 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 embeddings=None) -> None:  # noqa: ANN001
     import uvicorn
 
-    from agentic_onnx.cli import render
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.server.app import create_app, server_config
     from agentic_onnx.server.pool import ModelPool
@@ -137,7 +138,7 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
 
     def on_loaded(loaded: ModelPool) -> None:
         for message in loaded.warnings:
-            render.warning(message)
+            output.current().warning(message)
         if loaded.error is not None:
             server.should_exit = True  # the error is reported once uvicorn has stopped
             return
@@ -148,8 +149,9 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
         if server.started:
             served = [spec.model_id for spec in specs] + (embeddings.ids if embeddings else [])
             names = ", ".join(served)
-            render.note(f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
-                        "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
+            output.current().note(
+                f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
+                "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
 
     app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings)
     server = uvicorn.Server(server_config(app, host, port))

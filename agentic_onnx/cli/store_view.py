@@ -1,6 +1,7 @@
 """Human rendering for the store commands: the catalog and installed-model tables, and the
 download progress (a Rich bar with bytes, rate and ETA on a terminal; plain lines otherwise).
-Everything here writes to stderr except the tables, which are the commands' data."""
+Everything goes through the output object: the tables are the commands' data (stdout), the
+rest goes to stderr."""
 
 from __future__ import annotations
 
@@ -18,12 +19,33 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agentic_onnx.cli import render
-from agentic_onnx.core.models.download import DownloadListener, RemoteFile
+from agentic_onnx.cli.output import Output
+from agentic_onnx.cli.render import Column
 from agentic_onnx.core.machine.execution_provider import EP_LABELS
 from agentic_onnx.core.machine.speed_estimate import format_rate
+from agentic_onnx.core.models.download import DownloadListener, RemoteFile
 from agentic_onnx.core.models.store import format_bytes
 
+
+def show_catalog(out: Output, rows: list[dict[str, Any]]) -> None:
+    """`onnx models`: the chat models, the embedding models (if any), why some do not fit."""
+    out.table(catalog_table(rows))
+    if any(row.get("kind") == "embedding" for row in rows):
+        out.table(embedding_table(rows))
+    for line in fit_notes(rows):
+        out.paragraph(line)
+
+
+def show_installed(out: Output, rows: list[dict[str, Any]]) -> None:
+    """`onnx list`: the table, and a warning per linked model that cannot be used as it is."""
+    if not rows:
+        out.hint("No models installed. Try `agentic-onnx onnx models`, then "
+                 "`agentic-onnx onnx download ID`.")
+        return
+    out.table(installed_table(out, rows))
+    for row in rows:
+        if row.get("problem"):
+            out.warning(f"{row['id']}: {row['problem']} ({row['path']}).")
 
 
 def catalog_table(rows: list[dict[str, Any]]) -> Table:
@@ -72,11 +94,10 @@ def embedding_table(rows: list[dict[str, Any]]) -> Table:
 
 def fit_notes(rows: list[dict[str, Any]]) -> list[str]:
     """Why models do not fit, one line per reason (the table only says yes/no, to stay narrow)."""
-    by_reason: dict[str, list[str]] = {}
-    for row in rows:
-        if row["fits"] is False:
-            by_reason.setdefault(row["fit_reason"], []).append(row["id"])
-    return [f"Does not fit ({reason}): {', '.join(ids)}" for reason, ids in by_reason.items()]
+    from agentic_onnx.core.models.listing import unfit_by_reason
+
+    return [f"Does not fit ({reason}): {', '.join(ids)}"
+            for reason, ids in unfit_by_reason(rows).items()]
 
 
 def _capability(row: dict[str, Any], name: str) -> str:
@@ -87,12 +108,11 @@ def _capability(row: dict[str, Any], name: str) -> str:
     return "yes" if name in row["capabilities"] else "-"
 
 
-def installed_table(rows: list[dict[str, Any]]) -> Table:
+def installed_table(out: Output, rows: list[dict[str, Any]]) -> Table:
     """Installed and linked models; low-value columns give way to fit the terminal."""
-    columns = [render.Column("id", "left"), render.Column("EP", "left"), render.Column("size"),
-               render.Column("revision", "left", drop_order=2),
-               render.Column("last used", "left", drop_order=1),
-               render.Column("path", "left", drop_order=3)]
+    columns = [Column("id", "left"), Column("EP", "left"), Column("size"),
+               Column("revision", "left", drop_order=2), Column("last used", "left", drop_order=1),
+               Column("path", "left", drop_order=3)]
     table_rows = []
     for row in rows:
         if row.get("linked"):
@@ -106,13 +126,14 @@ def installed_table(rows: list[dict[str, Any]]) -> Table:
         for adapter in row.get("adapters", []):  # under its base; run it with --adapter NAME
             table_rows.append([f"  + {adapter['name']}", "adapter",
                                format_bytes(adapter["size_bytes"]), "-", "-", adapter["path"]])
-    return render.fitted_table("Installed models", columns, table_rows)
+    return out.fitted_table("Installed models", columns, table_rows)
 
 
 class DownloadProgressView(DownloadListener):
     """Renders a download: one bar over all bytes on a terminal, plain lines when piped."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, out: Output, model_id: str) -> None:
+        self.out = out
         self.model_id = model_id
         self.live = sys.stderr.isatty()
         self._progress: Progress | None = None
@@ -126,16 +147,16 @@ class DownloadProgressView(DownloadListener):
             self._progress.stop()
 
     def waiting_for_lock(self, model_id: str) -> None:
-        render.note(f"Another download of {model_id} is running; waiting for it to finish...")
+        self.out.note(f"Another download of {model_id} is running; waiting for it to finish...")
 
     def plan(self, files: list[RemoteFile], total_bytes: int, done_bytes: int) -> None:
         resumed = f", resuming with {format_bytes(done_bytes)} already here" if done_bytes else ""
-        render.note(f"Downloading {self.model_id}: {len(files)} files, "
-                    f"{format_bytes(total_bytes)}{resumed}.")
+        self.out.note(f"Downloading {self.model_id}: {len(files)} files, "
+                      f"{format_bytes(total_bytes)}{resumed}.")
         if self.live:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=render.stderr_console(),
+                TransferSpeedColumn(), TimeRemainingColumn(), console=self.out.stderr_console,
             )
             self._task = self._progress.add_task(self.model_id, total=total_bytes,
                                                  completed=done_bytes)
@@ -146,11 +167,11 @@ class DownloadProgressView(DownloadListener):
             self._progress.update(self._task, description=file.relative_path[-40:])
         elif file.size >= 10_000_000 or resume_from:
             where = f" from {format_bytes(resume_from)}" if resume_from else ""
-            render.note(f"  {file.relative_path} ({format_bytes(file.size)}){where}")
+            self.out.note(f"  {file.relative_path} ({format_bytes(file.size)}){where}")
 
     def advance(self, nbytes: int) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, nbytes)
 
     def retrying(self, file: RemoteFile, error: str) -> None:
-        render.warning(f"{error} Resuming {file.relative_path}...")
+        self.out.warning(f"{error} Resuming {file.relative_path}...")

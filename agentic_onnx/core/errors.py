@@ -1,4 +1,5 @@
-"""The exception tree. Each error knows its exit code and the one line that says what to do next."""
+"""The exception tree. Each error knows its exit code, its HTTP status (what `serve` answers
+when a request ends in it) and the one line that says what to do next."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class AgenticError(Exception):
     """Base of every error we expect; anything else is a bug and keeps its traceback."""
 
     exit_code: ExitCode = ExitCode.RUNTIME_ERROR
+    http_status: int = 500  # the server's fault unless a subclass says the request's
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -51,6 +53,7 @@ class UsageError(AgenticError):
     """Bad input from the user: an empty task, an option out of range."""
 
     exit_code = ExitCode.USAGE_ERROR
+    http_status = 400
 
 
 class PromptTooLongError(UsageError):
@@ -69,12 +72,14 @@ class ModelNotFoundError(AgenticError):
     """`--model` names nothing we can find."""
 
     exit_code = ExitCode.MODEL_NOT_FOUND
+    http_status = 404
 
 
 class InvalidModelError(AgenticError):
     """A model folder exists but is not a usable onnxruntime-genai model."""
 
     exit_code = ExitCode.MODEL_NOT_FOUND
+    http_status = 500
 
 
 class ExecutionProviderUnavailableError(AgenticError):
@@ -105,6 +110,7 @@ class DownloadError(AgenticError):
     """The hub could not be reached or refused a transfer; what was fetched is kept for a rerun."""
 
     exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 502
 
 
 class InsufficientDiskError(AgenticError):
@@ -123,6 +129,7 @@ class StoreError(AgenticError):
     """The store itself is in a state we refuse to touch (an id or path that escapes it)."""
 
     exit_code = ExitCode.USAGE_ERROR
+    http_status = 400
 
 
 class InvalidModelNameError(UsageError, StoreError):
@@ -141,6 +148,7 @@ class ModelTestFailedError(AgenticError):
     """`onnx test`: the model loaded and ran but produced no text (a broken or unusable model)."""
 
     exit_code = ExitCode.MODEL_NOT_FOUND
+    http_status = 500
 
 
 class ThresholdViolatedError(AgenticError):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.options import GenerationOptions
 from agentic_onnx.router.execute import route_and_stream
@@ -96,9 +97,10 @@ def _one(result: ProviderResult, task: str, options: GenerationOptions, config_p
          on_notice: Callable[[str], None] | None) -> Sample:
     flags = RouteFlags(provider=result.provider, model=result.spec_model)
     try:
-        routed = route_and_stream([{"role": "user", "content": task}], flags, options,
-                                  config_path=config_path, resolve_local=resolve_local,
-                                  on_notice=on_notice, command="benchmark", fallback=False)
+        request = ChatRequest.of([{"role": "user", "content": task}], options=options)
+        routed = route_and_stream(request, flags, config_path=config_path,
+                                  resolve_local=resolve_local, on_notice=on_notice,
+                                  command="benchmark", fallback=False)
         response = routed.response.consume()  # type: ignore[union-attr]
     except AgenticError as error:
         return Sample(ok=False, error=error.message)

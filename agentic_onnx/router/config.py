@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -22,20 +22,25 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from agentic_onnx.router.config_compat import apply_named_providers, named_provider
 from agentic_onnx.router.config_secrets import register_config_secrets, register_substituted
 from agentic_onnx.router.errors import ConfigError
 from agentic_onnx.router.provider_kinds import (
-    DEFAULT_BASE_URLS,
-    KEY_ENV_VARS,
-    PROVIDER_TYPES,
     is_loopback_url,
+    kind_for,
+    provider_class,
+    provider_kinds,
 )
 from agentic_onnx.router.secrets import redact
 from agentic_onnx.router.substitution import REFERENCE, join_path, substitute
+
+if TYPE_CHECKING:
+    from agentic_onnx.router.providers.base import Provider
 
 ROUTING_MODES = ("rule-based", "cost-optimized", "performance-optimized", "quality-optimized",
                  "manual")
@@ -54,11 +59,12 @@ class Price(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    """One entry of `providers`. `type` defaults to the entry's name when that is a known type,
-    so several OpenAI-compatible servers can sit side by side under their own names."""
+    """One entry of `providers`. `type` (a registered kind, provider_kinds.py) defaults to the
+    entry's name when that is a kind, so several OpenAI-compatible servers can sit side by side
+    under their own names."""
 
     model_config = _STRICT
-    type: Optional[Literal["onnx", "anthropic", "openrouter", "openai"]] = None
+    type: Optional[str] = None
     api_key: Optional[str] = Field(None, alias="apiKey", repr=False)
     base_url: Optional[str] = Field(None, alias="baseUrl")
     base_urls: Optional[list[str]] = Field(None, alias="baseUrls", min_length=1)
@@ -91,6 +97,16 @@ class ProviderConfig(BaseModel):
     context_window: Optional[int] = Field(None, alias="contextWindow")
     local_inference: Optional[bool] = Field(None, alias="localInference")
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _registered_kind(cls, value: Any) -> Any:
+        kinds = provider_kinds()
+        if value is None or (isinstance(value, str) and value in kinds):
+            return value
+        expected = " or ".join(filter(None, (", ".join(map(repr, kinds[:-1])), repr(kinds[-1]))))
+        raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                  {"expected": expected})
+
     @model_validator(mode="before")
     @classmethod
     def _model_path_as_default(cls, data: Any) -> Any:
@@ -119,7 +135,7 @@ class ProviderConfig(BaseModel):
             return list(self.base_urls)
         if self.base_url:
             return [self.base_url]
-        default = DEFAULT_BASE_URLS.get(kind)
+        default = provider_class(kind).default_base_url
         return [default] if default else []
 
 
@@ -215,6 +231,10 @@ class RouterConfig(BaseModel):
         """The provider type of entry `name`."""
         return provider_kind(name, self.providers.get(name))
 
+    def provider_class(self, name: str) -> type[Provider]:
+        """The class of entry `name`'s kind: the flags the router decides by."""
+        return provider_class(self.kind_of(name))
+
     def entry(self, name: str) -> ProviderConfig:
         return self.providers.get(name) or ProviderConfig()
 
@@ -223,22 +243,27 @@ class RouterConfig(BaseModel):
         names = list(self.providers)
         return names if "onnx" in names else ["onnx", *names]
 
+    def known_names(self) -> list[str]:
+        """What `--provider` accepts: the configured providers, then each kind that works
+        under its own name without an entry (one that needs no baseUrl)."""
+        return list(dict.fromkeys(self.provider_names() + [
+            kind for kind in provider_kinds() if not provider_class(kind).needs_base_url]))
+
 
 def provider_kind(name: str, entry: ProviderConfig | None) -> str:
-    if entry is not None and entry.type:
-        return entry.type
-    return name if name in PROVIDER_TYPES else "openai"
+    return kind_for(name, entry.type if entry is not None else None)
 
 
 def _check_provider(name: str, entry: ProviderConfig) -> None:
     kind = provider_kind(name, entry)
-    if entry.type is None and name not in PROVIDER_TYPES:
-        raise ValueError(f"providers.{name}.type: expected one of {', '.join(PROVIDER_TYPES)} "
+    if entry.type is None and name not in provider_kinds():
+        raise ValueError(f"providers.{name}.type: expected one of {', '.join(provider_kinds())} "
                          f"(needed because {name!r} is not a provider type)")
-    if kind == "openai" and not entry.urls(kind):
+    flags = provider_class(kind)
+    if flags.needs_base_url and not entry.urls(kind):
         raise ValueError(f"providers.{name}.baseUrl: an openai-compatible provider needs "
                          "baseUrl or baseUrls")
-    if entry.local and kind != "openai":
+    if entry.local and not flags.can_be_marked_local:
         raise ValueError(f"providers.{name}.local: only openai-compatible providers can be "
                          "marked local")
     if entry.local and not all(is_loopback_url(url) for url in entry.urls(kind)):
@@ -325,9 +350,10 @@ def validate_config(data: dict[str, Any], where: str, hidden: frozenset[str] = f
 def default_config_data() -> dict[str, Any]:
     """No file: onnx always, each cloud provider whose key variable is set."""
     providers: dict[str, Any] = {"onnx": {}}
-    for name, variable in KEY_ENV_VARS.items():
-        if os.environ.get(variable):
-            providers[name] = {"apiKey": f"${{{variable}}}"}
+    for kind in provider_kinds():
+        variable = provider_class(kind).key_env_var
+        if variable and os.environ.get(variable):
+            providers[kind] = {"apiKey": f"${{{variable}}}"}
     return {"version": "1.0", "defaultProvider": "onnx", "providers": providers}
 
 
@@ -341,10 +367,11 @@ def key_env_vars(raw: dict[str, Any], config: RouterConfig) -> dict[str, str]:
         raw_key = raw_entry.get("apiKey") if isinstance(raw_entry, dict) else None
         match = REFERENCE.search(raw_key) if isinstance(raw_key, str) else None
         named = named_provider(name, config.entry(name))
+        standard = config.provider_class(name).key_env_var
         if match:
             result[name] = match.group(1)
-        elif config.kind_of(name) in KEY_ENV_VARS:
-            result[name] = KEY_ENV_VARS[config.kind_of(name)]
+        elif standard:
+            result[name] = standard
         elif named is not None and named.key_env_var:
             result[name] = named.key_env_var
     return result

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agentic_onnx.router.provider_kinds import PROVIDER_TYPES, is_loopback_url
+from agentic_onnx.router.provider_kinds import is_loopback_url, provider_class, provider_kinds
 
 DOCS = "docs/router.md"
 
@@ -31,6 +31,7 @@ class NamedProvider:
     base_url: str
     key_env_var: str | None = None
     local: bool = False  # local while every URL is loopback
+    kind: str = "openai"  # the type it is an entry of: an OpenAI-compatible endpoint
 
 
 NAMED_PROVIDERS = {
@@ -46,7 +47,7 @@ def named_provider(name: str, entry: Any) -> NamedProvider | None:
     if preset is None:
         return None
     kind = entry.get("type") if isinstance(entry, dict) else getattr(entry, "type", None)
-    return preset if kind in (None, "openai") else None
+    return preset if kind in (None, preset.kind) else None
 
 
 def apply_named_providers(data: dict[str, Any], *, defaults: bool = True,
@@ -68,7 +69,7 @@ def _named_entry(name: str, entry: dict[str, Any], defaults: bool,
                  may_be_local: bool) -> dict[str, Any]:
     if defaults and "type" not in entry and name not in NAMED_PROVIDERS \
             and entry.get("modelPath") and not _is_known_type(name):
-        entry["type"] = "onnx"  # agentic-flow's `onnx-local: {"modelPath": ...}`
+        entry["type"] = _model_path_kind()  # agentic-flow's `onnx-local: {"modelPath": ...}`
     preset = named_provider(name, entry)
     if preset is None:
         return entry
@@ -80,7 +81,7 @@ def _named_entry(name: str, entry: dict[str, Any], defaults: bool,
                                  for url in entry["baseUrls"]]
     if not defaults:
         return entry
-    entry.setdefault("type", "openai")
+    entry.setdefault("type", preset.kind)
     if not entry.get("baseUrl") and not entry.get("baseUrls"):
         entry["baseUrl"] = preset.base_url
     if may_be_local and preset.local and "local" not in entry:
@@ -90,7 +91,13 @@ def _named_entry(name: str, entry: dict[str, Any], defaults: bool,
 
 
 def _is_known_type(name: str) -> bool:
-    return name in PROVIDER_TYPES
+    return name in provider_kinds()
+
+
+def _model_path_kind() -> str:
+    """The kind that acts on agentic-flow's `modelPath` (a local model file): onnx."""
+    return next(kind for kind in provider_kinds()
+                if "modelPath" in provider_class(kind).entry_keys)
 
 
 def _with_v1(url: str) -> str:
@@ -120,20 +127,19 @@ _ROUTING = (("routing.costOptimization", "cost_optimization"),
             ("routing.performance", "performance"))
 _PROVIDER = (("rateLimit", "rate_limit"), ("gpuLayers", "gpu_layers"),
              ("contextWindow", "context_window"), ("localInference", "local_inference"))
+# Keys some kinds act on (their class's `entry_keys`), unused by the others when present.
+_KIND_KEYS = (("organization", lambda entry: bool(entry.organization)),
+              ("preferences", lambda entry: entry.preferences is not None),
+              ("modelPath", lambda entry: bool(entry.model_path)))
 
 
 def unused_keys(config: Any) -> list[str]:
     """The agentic-flow keys present in `config` that change nothing yet, in file order."""
     found: list[str] = []
     for name in config.providers:
-        entry, kind = config.entry(name), config.kind_of(name)
+        entry, acted_on = config.entry(name), config.provider_class(name).entry_keys
         found += [key for key, field in _PROVIDER if getattr(entry, field) is not None]
-        if entry.organization and kind != "openai":
-            found.append("organization")
-        if entry.preferences is not None and kind != "openrouter":
-            found.append("preferences")
-        if entry.model_path and kind != "onnx":
-            found.append("modelPath")
+        found += [key for key, present in _KIND_KEYS if present(entry) and key not in acted_on]
     found += [key for key, field in _ROUTING if getattr(config.routing, field) is not None]
     found += [key for key, field in _TOP_LEVEL if getattr(config, field) is not None]
     return list(dict.fromkeys(found))

@@ -19,9 +19,6 @@ from typing import Any
 
 from agentic_onnx.core.paths import home_dir
 from agentic_onnx.router.config import (
-    DEFAULT_BASE_URLS,
-    KEY_ENV_VARS,
-    PROVIDER_TYPES,
     LoadedConfig,
     default_config_data,
     key_env_vars,
@@ -35,6 +32,7 @@ from agentic_onnx.router.config_compat import apply_named_providers, unused_keys
 from agentic_onnx.router.config_file import MAX_CONFIG_BYTES, parse_json, read_config_file
 from agentic_onnx.router.errors import ConfigError
 from agentic_onnx.router.project_config import layer_project
+from agentic_onnx.router.provider_kinds import provider_class, provider_kinds
 from agentic_onnx.router.trust import resolved, trust_status
 
 CONFIG_ENV_VAR = "AGENTIC_FLOW_CONFIG"
@@ -169,8 +167,7 @@ def _layered(user: LoadedConfig, raw: dict[str, Any], path: Path,
     # project's get neither before layering, so its choices are judged as written.
     project = apply_named_providers(project, defaults=False)
     base = apply_named_providers(substitute_config(raw, str(user.path or "the default config")))
-    layered = layer_project(base, project, where, DEFAULT_BASE_URLS, PROVIDER_TYPES,
-                            tuple(KEY_ENV_VARS))
+    layered = layer_project(base, project, where, *_kind_facts())
     on = str(user.path) if user.path else "the defaults"
     layered.data = apply_named_providers(layered.data, may_be_local=False)
     config = validate_config(layered.data, f"{where} (layered on {on})", taken_paths(raw))
@@ -180,3 +177,11 @@ def _layered(user: LoadedConfig, raw: dict[str, Any], path: Path,
                           [*user.warnings, *layered.warnings])
     register_config_secrets(loaded)
     return loaded
+
+
+def _kind_facts() -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
+    """What layering needs of the provider classes: each kind's vendor URL, the kinds, and
+    those whose key a standard variable holds."""
+    classes = {kind: provider_class(kind) for kind in provider_kinds()}
+    return ({kind: cls.default_base_url for kind, cls in classes.items() if cls.default_base_url},
+            tuple(classes), tuple(kind for kind, cls in classes.items() if cls.key_env_var))

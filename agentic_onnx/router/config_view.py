@@ -19,8 +19,8 @@ def redacted(loaded: LoadedConfig) -> dict[str, Any]:
     """The effective config as JSON data, safe to print."""
     data = loaded.config.model_dump(by_alias=True, exclude_none=True)
     for name, entry in data.get("providers", {}).items():
-        if loaded.config.kind_of(name) != "openai":
-            entry.pop("local", None)  # only meaningful for openai-compatible endpoints
+        if not loaded.config.provider_class(name).can_be_marked_local:
+            entry.pop("local", None)  # only meaningful for kinds an entry can mark local
         if "apiKey" in entry:
             entry["apiKey"] = _key_view(loaded, name)
         entry["headers"] = {header: MASK for header in entry.get("headers", {})}

@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import AgenticError, UsageError
 from agentic_onnx.core.generation.events import Finish, StreamEvent, Usage
 from agentic_onnx.router.config import LoadedConfig
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor
-from agentic_onnx.router.providers.base import Provider, ProviderRequest
+from agentic_onnx.router.provider_kinds import provider_class
+from agentic_onnx.router.providers.base import Provider
 from agentic_onnx.router.rules import (
     Candidate,
     RouteFlags,
@@ -45,7 +47,6 @@ from agentic_onnx.router.rules import (
 from agentic_onnx.router.secrets import redact
 
 Notice = Callable[[str], None]
-EMBEDDING_KINDS = ("onnx", "openai", "openrouter")
 MODEL_ALIAS = "embedding"  # providers.NAME.models.embedding: the default remote model
 
 
@@ -99,7 +100,7 @@ def route_embeddings(texts: Sequence[str], *, provider: str | None = None,
         raise UsageError(f"Invalid value for --input-type: {input_type!r}.",
                          "Use document or query.")
     route = plan_embeddings(provider, model, privacy, local_only, config_path, notice)
-    if route.kind == "onnx":
+    if provider_class(route.kind).local_embeddings:
         return _embed_locally(texts, route, input_type, dimensions, execution_provider,
                               threads, batch_size)
     if dimensions is not None and dimensions < 1:
@@ -130,7 +131,7 @@ def plan_embeddings(provider: str | None, model: str | None, privacy: str | None
     name = (provider or "onnx").strip()
     kind = _embedding_kind(loaded, name)
     refuse_private_to_cloud(config, decision, name, "embedding request")
-    if kind != "onnx":
+    if not provider_class(kind).local_embeddings:
         model = model_for(config, name, model) if model else config.entry(name).models.get(
             MODEL_ALIAS)
         if not model:
@@ -143,16 +144,22 @@ def plan_embeddings(provider: str | None, model: str | None, privacy: str | None
 def _embedding_kind(loaded: LoadedConfig, name: str) -> str:
     """The provider's kind, when it can embed; a usage error naming those that can."""
     config = loaded.config
-    known = list(dict.fromkeys(config.provider_names() + ["anthropic", "openrouter"]))
+    known = config.known_names()
     if name not in known:
         raise UsageError(f"Unknown provider {name!r}.",
                          f"Use one of: {', '.join(known)} (or add it to the config's providers).")
     kind = config.kind_of(name)
-    if kind not in EMBEDDING_KINDS:
-        able = [other for other in known if config.kind_of(other) in EMBEDDING_KINDS]
+    if not _embeds(kind):
+        able = [other for other in known if _embeds(config.kind_of(other))]
         raise UsageError(f"Provider {name!r} ({kind}) has no embeddings API; nothing was sent.",
                          f"Use one of: {', '.join(able)}.")
     return kind
+
+
+def _embeds(kind: str) -> bool:
+    """The local engine embeds for it, or it speaks OpenAI's `/embeddings`."""
+    flags = provider_class(kind)
+    return flags.local_embeddings or flags.embeddings_api
 
 
 def _embed_locally(texts: Sequence[str], route: EmbeddingsRoute, input_type: str,
@@ -184,7 +191,7 @@ def _embed_remotely(texts: Sequence[str], route: EmbeddingsRoute, input_type: st
     executor = FallbackExecutor(
         candidates=[Candidate(name, route.model, is_local(loaded.config, name))],
         provider_for=lambda _: call,
-        request_for=lambda candidate: ProviderRequest((), candidate.model),
+        request_for=lambda candidate: ChatRequest((), model=candidate.model),
         private=route.private, policy_for=lambda _: retry_policy(loaded, name),
         max_retries_for=lambda _: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
@@ -229,10 +236,10 @@ class _EmbeddingCall(Provider):
         self.vectors: list[list[float]] = []
         self.prompt_tokens: int | None = 0
 
-    def prepare(self, request: ProviderRequest) -> None:
+    def prepare(self, request: ChatRequest) -> None:
         self.provider.prepare(request)  # the key check, before anything is sent
 
-    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         from agentic_onnx.router.providers.openai_embeddings import MAX_INPUTS_PER_REQUEST
 
         while len(self.vectors) < len(self.texts):

@@ -11,7 +11,10 @@ from agentic_onnx.router.secrets import redact
 
 
 class ConfigError(UsageError):
-    """The router config file is missing, not JSON, or not what the schema expects."""
+    """The router config file is missing, not JSON, or not what the schema expects (the
+    operator's to fix, not a client's: a server answers 500)."""
+
+    http_status = 500
 
 
 class ProviderError(AgenticError):
@@ -19,6 +22,7 @@ class ProviderError(AgenticError):
     429, 5xx, 529); `status`: the HTTP status, if any; `retry_after_s`: the server's hint."""
 
     exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 502  # a gateway's answer when the provider behind it failed
 
     def __init__(self, provider: str, message: str, hint: str | None = None, *,
                  status: int | None = None, retryable: bool = False,
@@ -51,6 +55,7 @@ class PrivacyError(AgenticError):
     """A private request (privacy high or local-only) that no local provider could answer."""
 
     exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 403  # refused by policy: sending it elsewhere is not allowed
 
 
 class AllProvidersFailedError(ProviderError):

@@ -1,28 +1,32 @@
 """The router's one entry point: decide, then stream through the fallback chain into a Response.
 
-`route_and_stream` is what `run` (and later `chat`/`serve`) call. It returns a `RoutedRun`
-whose `response` is a lazy core `Response`: iterating it sends the request (the first
-candidate is prepared eagerly, so loading a local model stays out of the time to first token),
-and when the stream ends the request is priced and logged to the usage database.
+`route_and_stream` takes one core `ChatRequest` (built once by the front end: `run`,
+`router benchmark`) and returns a `RoutedRun` whose `response` is a lazy core `Response`:
+iterating it sends the request (the first candidate is prepared eagerly, so loading a local
+model stays out of the time to first token); when the stream ends the answer is checked against
+the request (schema, tools: a StructuredOutputError ends the iteration), priced and logged to
+the usage database.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.events import StreamEvent
 from agentic_onnx.core.generation.options import GenerationOptions
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response
 from agentic_onnx.router.config import LoadedConfig
 from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.costs import ModelPrice, cost_usd, lookup_price
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor, RetryPolicy
-from agentic_onnx.router.providers import Provider, ProviderRequest, build_provider
+from agentic_onnx.router.provider_kinds import price_kind
+from agentic_onnx.router.providers import Provider, build_provider
 from agentic_onnx.router.rules import Candidate, Decision, RouteContext, RouteFlags, decide
 from agentic_onnx.router.secrets import redact
 
@@ -52,8 +56,7 @@ class RoutedRun:
                 "attempts": [attempt.to_json() for attempt in self.attempts]}
 
 
-def plan_route(messages: Sequence[dict[str, Any]], flags: RouteFlags,
-               config_path: str | None = None,
+def plan_route(request: ChatRequest, flags: RouteFlags, config_path: str | None = None,
                on_notice: Notice | None = None) -> tuple[LoadedConfig, Decision]:
     """Decide without sending anything (`router explain`, `run --dry-run`). The config's
     warnings (an untrusted project file, ...) go to `on_notice`, once per process."""
@@ -63,42 +66,38 @@ def plan_route(messages: Sequence[dict[str, Any]], flags: RouteFlags,
     for warning in new_warnings(loaded) if on_notice is not None else ():
         on_notice(redact(warning))
     context = _route_context(loaded, flags, on_notice)
-    return loaded, decide(loaded.config, flags, task_text(messages), context)
+    if request.requires_tools and not flags.requires_tools:
+        flags = replace(flags, requires_tools=True)
+    return loaded, decide(loaded.config, flags, request.task_text, context)
 
 
 def route_and_stream(
-    messages: Sequence[dict[str, Any]],
+    request: ChatRequest,
     flags: RouteFlags,
-    options: GenerationOptions,
     *,
     config_path: str | None = None,
     execution_provider: str = "auto",
     threads: int | None = None,
-    tools: Sequence[dict[str, Any]] | None = None,
-    tool_choice: Any = None,
-    response_format: Any = None,
     dry_run: bool = False,
     log_prompts: bool = False,
     resolve_local: Callable[[str], Any] | None = None,
     on_notice: Notice | None = None,
-    images: Sequence[Any] = (),
     sleep: Callable[[float], None] = time.sleep,
     command: str = "run",
     fallback: bool = True,
-    adapter: str | None = None,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
     (default: core.models.resolve.resolve_model; the CLI passes its own to offer downloads).
-    `tools`/`tool_choice` (core.answers.tools) and `response_format` (core.answers.structured) go to every
-    candidate in its own mechanism (see ProviderRequest)."""
+    Every candidate gets the same request, with its own model and option defaults; each sends
+    tools and response formats in its own mechanism."""
     # Every notice may quote a server (a fallback's reason): redacted on the way out.
     notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda message: None)
-    loaded, decision = plan_route(messages, flags, config_path, notice)
+    loaded, decision = plan_route(request, flags, config_path, notice)
     if dry_run:
         return RoutedRun(decision, None, [], loaded.path)
     if not fallback:
         decision.candidates = decision.candidates[:1]
-    options = _apply_action(options, decision)
+    options = _apply_action(request.options, decision)
     providers: dict[str, Provider] = {}
 
     def provider_for(name: str) -> Provider:
@@ -109,15 +108,14 @@ def route_and_stream(
 
     executor = FallbackExecutor(
         candidates=list(decision.candidates), provider_for=provider_for,
-        request_for=lambda candidate: ProviderRequest(
-            messages, candidate.model, _provider_defaults(options, loaded, candidate.provider),
-            tools, tool_choice, response_format, tuple(images), adapter),
+        request_for=lambda candidate: request.for_candidate(
+            candidate.model, _provider_defaults(options, loaded, candidate.provider)),
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
         policy_for=lambda name: retry_policy(loaded, name),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice)
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
-    log = _UsageLogger(loaded, decision, command, task_text(messages) if log_prompts else None,
+    log = _UsageLogger(loaded, decision, command, request.task_text if log_prompts else None,
                        notice)
     try:
         executor.prepare_first()
@@ -129,28 +127,17 @@ def route_and_stream(
     response = Response(events=(), provider=decision.provider, model=decision.model or "")
     executor.on_start = lambda provider, candidate: _describe(response, provider, candidate,
                                                               notice)
-    response.events = log.wrap(executor, response, provider_for, run)
+    response.events = log.wrap(executor, response, provider_for, run, request)
     run.response = response
     return run
-
-
-def task_text(messages: Sequence[dict[str, Any]]) -> str:
-    """The last user message: what rules and the complexity estimate look at."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return str(message.get("content", ""))
-    return ""
 
 
 def _route_context(loaded: LoadedConfig, flags: RouteFlags,
                    on_notice: Notice | None = None) -> RouteContext:
     config = loaded.config
 
-    def usable(name: str) -> bool:
-        kind = config.kind_of(name)
-        if kind in ("anthropic", "openrouter"):
-            return loaded.api_key(name) is not None
-        return True
+    def usable(name: str) -> bool:  # a kind that needs a key only with one
+        return not config.provider_class(name).needs_key or loaded.api_key(name) is not None
 
     latency: dict[str, float] = {}
     if config.routing.mode == "performance-optimized":
@@ -216,18 +203,25 @@ class _UsageLogger:
         self.prompt, self.notice = prompt, notice
 
     def wrap(self, executor: FallbackExecutor, response: Response,
-             provider_for: Callable[[str], Provider], run: RoutedRun) -> Iterator[StreamEvent]:
+             provider_for: Callable[[str], Provider], run: RoutedRun,
+             request: ChatRequest) -> Iterator[StreamEvent]:
         outcome, error_text = "error", None
         try:
             yield from executor.stream()
-            outcome = "ok"
             response.cost_usd = self._cost(response, provider_for(response.provider))  # type: ignore[assignment]
+            invalid = request.answer_error(response)
+            if invalid is not None:  # the tokens were spent: priced and counted, then reported
+                outcome, error_text = "invalid", invalid.one_line()
+                invalid.details.update(run.to_json())
+                raise invalid
+            outcome = "ok"
         except (GeneratorExit, KeyboardInterrupt):
             outcome = "interrupted"
             raise
         except AgenticError as error:
-            error_text = error.one_line()
-            error.details.update(run.failure_json())
+            if outcome != "invalid":
+                error_text = error.one_line()
+                error.details.update(run.failure_json())
             raise
         finally:
             self._write(response, outcome, error_text, executor.attempts)
@@ -242,7 +236,8 @@ class _UsageLogger:
     def _price(self, name: str, model: str, local: bool) -> ModelPrice | None:
         entry = self.loaded.config.entry(name)
         overrides = {key: ModelPrice(p.input, p.output) for key, p in entry.prices.items()}
-        return lookup_price(self.loaded.config.kind_of(name), model, overrides, local=local)
+        return lookup_price(price_kind(self.loaded.config.kind_of(name)), model, overrides,
+                            local=local)
 
     def _write(self, response: Response | None, outcome: str, error: str | None,
                attempts: list[Attempt]) -> None:
@@ -260,7 +255,7 @@ class _UsageLogger:
                 local=is_local(self.loaded.config, provider),
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
-                cost_usd=response.cost_usd if response and outcome == "ok" else None,
+                cost_usd=response.cost_usd if response and outcome in ("ok", "invalid") else None,
                 latency_ms=timings.total_s * 1000 if timings else None,
                 ttft_ms=timings.ttft_ms if timings else None, outcome=outcome,
                 error=redact(error) if error else None, attempts=len(attempts) or 1,

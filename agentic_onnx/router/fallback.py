@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.events import StreamEvent, TextDelta, ToolCallDelta
 from agentic_onnx.router.config import RetryConfig
@@ -37,7 +38,7 @@ from agentic_onnx.router.errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from agentic_onnx.router.providers.base import Provider, ProviderRequest
+from agentic_onnx.router.providers.base import Provider
 from agentic_onnx.router.rules import Candidate
 from agentic_onnx.router.secrets import redact
 
@@ -91,7 +92,7 @@ class FallbackExecutor:
 
     candidates: list[Candidate]
     provider_for: Callable[[str], Provider]
-    request_for: Callable[[Candidate], ProviderRequest]
+    request_for: Callable[[Candidate], ChatRequest]
     private: bool
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     policy_for: Callable[[str], RetryPolicy] | None = None  # per provider (its retryDelay)

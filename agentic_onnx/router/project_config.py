@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentic_onnx.router.provider_kinds import FALLBACK_KIND
+
 PRIVACY_KEYS = ("privacy", "localOnly")
 PROJECT_WINS = ("version", "defaultProvider", "fallbackChain", "retry")
 
@@ -77,7 +79,7 @@ class _ProviderUrls:
         return [default] if default else []
 
     def kind(self, name: str, entry: dict[str, Any]) -> str:
-        return entry.get("type") or (name if name in self.provider_types else "openai")
+        return entry.get("type") or (name if name in self.provider_types else FALLBACK_KIND)
 
     def had_key(self, name: str, base: dict[str, Any] | None, merged: dict[str, Any]) -> bool:
         """Would this provider have had a key (or the user's headers) but for the project?"""

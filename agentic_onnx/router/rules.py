@@ -16,9 +16,13 @@ Order of precedence:
    optimised modes, which order every usable provider by price (`cost-optimized`), by the
    usage log's median latency (`performance-optimized`) or by the price table's quality tier
    (`quality-optimized`).
-4. Tools. A request that needs tool calling (`requiresTools`) puts local onnx candidates whose
-   model the catalog does not mark `tools` behind the other candidates (they can still call
-   tools, by constrained decoding, but with less skill); unknown models keep their place.
+4. Tools. A request that needs tool calling (`requiresTools`) drops candidates whose kind cannot
+   call tools (`supports_tools`), unless none other is left, and puts local onnx candidates
+   whose model the catalog does not mark `tools` behind the other candidates (they can still
+   call tools, by constrained decoding, but with less skill); unknown models keep their place.
+
+Every fact about a provider (local, key, tools, default models, price table) comes from its
+kind's class flags (provider_kinds.py), never from the kind's name.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 from agentic_onnx.core.errors import UsageError
 from agentic_onnx.router.complexity import estimate_complexity
 from agentic_onnx.router.config import Action, Condition, Rule, RouterConfig
-from agentic_onnx.router.provider_kinds import DEFAULT_MODELS, PROVIDER_TYPES
+from agentic_onnx.router.provider_kinds import price_kind
 from agentic_onnx.router.costs import lookup_price
 
 
@@ -96,15 +100,16 @@ class RouteContext:
 
 
 def is_local(config: RouterConfig, name: str) -> bool:
-    """onnx always; an openai endpoint only when marked local (config checks it is loopback)."""
-    kind = config.kind_of(name)
-    return kind == "onnx" or (kind == "openai" and config.entry(name).local)
+    """A kind that runs on this machine (onnx) always; one an entry may mark local (openai) only
+    when marked (config checks that every URL is loopback)."""
+    flags = config.provider_class(name)
+    return flags.local or (flags.can_be_marked_local and config.entry(name).local)
 
 
 def model_for(config: RouterConfig, name: str, requested: str | None) -> str | None:
     """A provider's concrete model: an alias from its `models`, else `requested` as given, else
     its `default` (config first, then our defaults for that provider type)."""
-    models = {**DEFAULT_MODELS.get(config.kind_of(name), {}), **config.entry(name).models}
+    models = {**config.provider_class(name).default_models, **config.entry(name).models}
     if requested:
         return models.get(requested, requested)
     return models.get("default")
@@ -179,16 +184,31 @@ def tool_capability(model: str | None) -> bool | None:
 
 
 def _prefer_tool_capable(decision: Decision, config: RouterConfig) -> None:
-    weak = [c for c in decision.candidates
-            if config.kind_of(c.provider) == "onnx" and tool_capability(c.model) is False]
+    """A kind that cannot call tools is dropped (unless nothing else is left); local models the
+    catalog does not mark `tools` go behind the other candidates."""
+    unable = [c for c in decision.candidates
+              if not config.provider_class(c.provider).supports_tools]
+    if unable and len(unable) < len(decision.candidates):
+        first = decision.candidates[0]
+        decision.excluded += [(c.provider, "cannot call tools; the request needs tools")
+                              for c in unable]
+        decision.candidates = [c for c in decision.candidates if c not in unable]
+        _first_changed(decision, first, f"{first.provider} cannot call tools")
+    weak = [c for c in decision.candidates if config.provider_class(c.provider).catalog_models
+            and tool_capability(c.model) is False]
     if not weak or len(weak) == len(decision.candidates):
         return
     first = decision.candidates[0]
     decision.candidates = [c for c in decision.candidates if c not in weak] + weak
+    _first_changed(decision, first,
+                   f"the catalog does not mark {first.model} as tool-capable")
+
+
+def _first_changed(decision: Decision, first: Candidate, why: str) -> None:
     if decision.candidates[0] != first:
         chosen = decision.candidates[0]
-        decision.reason += (f"; the request needs tools and the catalog does not mark "
-                            f"{first.model} as tool-capable, so {chosen.provider} answers first")
+        decision.reason += (f"; the request needs tools and {why}, so {chosen.provider} "
+                            "answers first")
         decision.provider, decision.model = chosen.provider, chosen.model
 
 
@@ -243,8 +263,7 @@ def refuse_private_to_cloud(config: RouterConfig, decision: Decision, name: str,
 
 def _choose_explicit(decision: Decision, config: RouterConfig, flags: RouteFlags, name: str,
                      source: str) -> None:
-    known = config.provider_names() + [kind for kind in PROVIDER_TYPES
-                                       if kind != "openai" and kind not in config.providers]
+    known = config.known_names()
     if name not in known:
         raise UsageError(f"Unknown provider {name!r}.",
                          f"Use one of: {', '.join(known)} (or add it to the config's providers).")
@@ -286,7 +305,7 @@ def _choose_by_metric(decision: Decision, config: RouterConfig, flags: RouteFlag
 
 def _metric(config: RouterConfig, name: str, mode: str, context: RouteContext) -> tuple:
     order = config.provider_names().index(name)
-    price = lookup_price(config.kind_of(name), model_for(config, name, None) or "",
+    price = lookup_price(price_kind(config.kind_of(name)), model_for(config, name, None) or "",
                          local=is_local(config, name))
     if mode == "cost-optimized":
         return (price is None, price.blended if price else 0.0, order)
@@ -322,8 +341,9 @@ def _keep_local_only(decision: Decision, config: RouterConfig, flags: RouteFlags
                  if is_local(config, name) and name not in present]
     if kept and kept[0].provider != decision.provider:
         first = kept[0]
-        if flags.model and first.provider == "onnx":
-            first = Candidate("onnx", model_for(config, "onnx", flags.model), True)
+        if flags.model and config.provider_class(first.provider).catalog_models:
+            first = Candidate(first.provider, model_for(config, first.provider, flags.model),
+                              True)
             kept[0] = first
         decision.reason = (f"private request ({decision.privacy_source}): {decision.provider} "
                            f"is a cloud provider, so the local {first.provider} answers")

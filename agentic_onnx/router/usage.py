@@ -206,9 +206,9 @@ def summarize(rows_: list[sqlite3.Row], reference_price: object | None) -> list[
         key = (row["provider"] or "-", row["model"] or "-")
         line = lines.setdefault(key, UsageLine(*key, latency_ms=[]))
         line.requests += 1
-        if row["outcome"] != "ok":
+        if row["outcome"] not in ("ok", "invalid"):  # invalid: answered (and paid), not as asked
             continue
-        line.ok += 1
+        line.ok += row["outcome"] == "ok"
         line.prompt_tokens += row["prompt_tokens"]
         line.completion_tokens += row["completion_tokens"]
         if row["cost_usd"] is None:
@@ -221,3 +221,31 @@ def summarize(rows_: list[sqlite3.Row], reference_price: object | None) -> list[
         if row["latency_ms"] is not None:
             line.latency_ms.append(row["latency_ms"])  # type: ignore[union-attr]
     return sorted(lines.values(), key=lambda line: (line.provider, line.model))
+
+
+# The cloud price `agentic-onnx usage` compares local runs with (the CLI's --compare-to default).
+DEFAULT_REFERENCE = "anthropic:claude-sonnet-4-5"
+_TOTALLED = ("requests", "ok", "prompt_tokens", "completion_tokens", "cost_unknown_requests")
+
+
+def usage_summary(days: int | None = None, compare_to: str = DEFAULT_REFERENCE,
+                  path: Path | None = None) -> dict[str, object]:
+    """What `agentic-onnx usage` reports: a line per provider and model over the last `days`
+    days (None: all time), and the totals; local runs are priced at `compare_to`
+    (PROVIDER:MODEL from the price table) to show what they saved. An unknown price is a
+    UsageError."""
+    from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.router.costs import lookup_price
+
+    kind, _, model = compare_to.partition(":")
+    reference = lookup_price(kind, model) if model else None
+    if reference is None:
+        raise UsageError(f"No price known for {compare_to!r}.",
+                         f"Use PROVIDER:MODEL from the price table, e.g. {DEFAULT_REFERENCE}.")
+    since = datetime.now(timezone.utc) - timedelta(days=days) if days else None
+    lines = [line.to_json() for line in summarize(rows(since, path), reference)]
+    totals: dict[str, object] = {key: sum(line[key] for line in lines) for key in _TOTALLED}  # type: ignore[misc]
+    totals["cost_usd"] = round(sum(line["cost_usd"] for line in lines), 6)  # type: ignore[misc]
+    totals["saved_usd"] = round(sum(line["saved_usd"] for line in lines), 6)  # type: ignore[misc]
+    return {"period": f"last {days} days" if days else "all time", "reference": compare_to,
+            "lines": lines, "totals": totals}

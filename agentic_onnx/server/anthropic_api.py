@@ -23,10 +23,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.events import FirstToken, TextDelta, ToolCallDelta
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.core.generation.response import Response as Answer
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
+    api_error,
     check_api_key,
     check_model,
     check_vision,
@@ -34,15 +37,13 @@ from agentic_onnx.server.http import (
     decode_image,
     error_response,
     first_item,
-    job_items,
     parse_body,
     remote_image_refused,
+    rest_of,
     sse,
     submit,
     tenant,
-    tool_calls_json,
 )
-from agentic_onnx.server.pool import Ended, Started
 
 
 class _TextBlock(BaseModel):
@@ -105,36 +106,39 @@ async def messages(request: Request) -> Response:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
         check_model(state.pool, body.model)
-        chat, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
+        chat = await run_in_threadpool(_prepare, body, state.pool)
         user = body.metadata.user_id if body.metadata else None
-        job = submit(state.pool, body.model, chat, options, images=images, **answer,
-                     tenant=tenant(request, state.api_key, body.cache_salt, user),
-                     front_end="serve:anthropic")
-        started = await first_item(job, request)
+        job = submit(state.pool, chat, front_end="serve:anthropic",
+                     tenant=tenant(request, state.api_key, body.cache_salt, user))
+        first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
-               "model": state.pool.served_name(body.model)}
+               "model": job.model_name}
     if body.stream:
-        return EventStream(_events(job, started, message, eager_text=not body.tools), job)
+        return EventStream(_events(job, first, message, eager_text=not body.tools), job)
     try:
-        items = await collect(job, request)
+        answer = await collect(job, request)
     except ApiError as error:
         return error_response(error, error_body)
-    text = "".join(item.text for item in items if isinstance(item, TextDelta))
-    uses = _tool_uses(items)
-    content = ([{"type": "text", "text": text}] if text or not uses else []) + uses
-    stop_reason, stop_sequence = _stop(items)
-    return JSONResponse({**message, "content": content,
-                         "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-                         "usage": _usage(items, started)})
+    uses = _tool_uses(answer)
+    content = ([{"type": "text", "text": answer.text}] if answer.text or not uses else []) + uses
+    stop_reason, stop_sequence = _stop(answer)
+    reply = {**message, "content": content, "stop_reason": stop_reason,
+             "stop_sequence": stop_sequence, "usage": _usage(answer)}
+    if job.answer_error is not None:  # the answer is kept beside the error, nothing is lost
+        error = api_error(job.answer_error)
+        return JSONResponse({**error_body(error.status, error.kind, error.message, None),
+                             "message": reply}, status_code=error.status)
+    return JSONResponse(reply)
 
 
-def _prepare(body: MessagesRequest, pool: Any) -> tuple[Any, Any, list[Any], dict[str, Any]]:
+def _prepare(body: MessagesRequest, pool: Any) -> ChatRequest:
     """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
     chat, options, images = _to_engine(body)
     check_vision(pool, body.model, images)
-    return chat, options, images, _answer(body)
+    return ChatRequest.of(chat, options=options, images=images, model=body.model,
+                          adapter=pool.adapter_for(body.model), **_answer(body))
 
 
 def _text(content: Union[str, list[Any], None]) -> str:
@@ -195,7 +199,7 @@ def _result_text(content: Union[str, list[dict[str, Any]], None]) -> str:
 
 
 def _answer(body: MessagesRequest) -> dict[str, Any]:
-    """Anthropic tools/tool_choice as the pool's Job takes them; 400 when they are bad."""
+    """Anthropic tools/tool_choice as ChatRequest fields; 400 when they are bad."""
     if not body.tools:
         return {}
     from agentic_onnx.core.answers.structured import SchemaError
@@ -212,10 +216,9 @@ def _answer(body: MessagesRequest) -> dict[str, Any]:
         raise ApiError(400, "invalid_request_error", error.one_line()) from None
 
 
-def _tool_uses(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-             "input": json.loads(call["function"]["arguments"] or "{}")}
-            for call in tool_calls_json(items)]
+def _tool_uses(answer: Answer) -> list[dict[str, Any]]:
+    return [{"type": "tool_use", "id": call["id"], "name": call["name"],
+             "input": json.loads(call["arguments"] or "{}")} for call in answer.tool_calls]
 
 
 def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any, list[Any]]:
@@ -236,53 +239,64 @@ def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any, list[A
     return chat, options, images
 
 
-def _stop(items: list[Any]) -> tuple[str, str | None]:
-    reason = next((item.reason for item in items if isinstance(item, Finish)), "stop")
-    ended = next((item for item in items if isinstance(item, Ended)), None)
-    if ended is not None and ended.stop_sequence is not None:
-        return "stop_sequence", ended.stop_sequence
+def _stop(answer: Answer) -> tuple[str, str | None]:
+    if answer.stop_sequence is not None:
+        return "stop_sequence", answer.stop_sequence
+    reason = answer.finish_reason or "stop"
     return {"length": "max_tokens", "tool_calls": "tool_use"}.get(reason, "end_turn"), None
 
 
-def _usage(items: list[Any], started: Started) -> dict[str, int]:
-    usage = next((item for item in items if isinstance(item, Usage)), None)
-    prompt = usage.prompt_tokens if usage else started.prompt_tokens
-    return {"input_tokens": prompt - started.cached_tokens,
-            "cache_read_input_tokens": started.cached_tokens, "cache_creation_input_tokens": 0,
-            "output_tokens": usage.completion_tokens if usage else 0}
+def _usage(answer: Answer | None, first: Any = None) -> dict[str, int]:
+    """Anthropic's usage: the prompt split into what was read from the cache and the rest.
+    Before the answer (message_start), the counts the stream's FirstToken carried."""
+    if answer is not None and answer.usage is not None:
+        prompt, cached = answer.usage.prompt_tokens, answer.usage.cached_tokens
+        output = answer.usage.completion_tokens
+    elif isinstance(first, FirstToken):
+        prompt, cached, output = first.prompt_tokens, first.cached_tokens, 0
+    else:
+        prompt, cached, output = 0, 0, 0
+    return {"input_tokens": prompt - cached, "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0, "output_tokens": output}
 
 
-async def _events(job: Any, started: Started, message: dict[str, Any],
+async def _events(job: Any, first: Any, message: dict[str, Any],
                   eager_text: bool = True) -> AsyncIterator[str]:
     """The stream. Without tools the text block opens at once (as before); with tools blocks
     open as content arrives, so a reply that is only a call is only a tool_use block."""
-    start_usage = _usage([], started)
     yield sse({"type": "message_start", "message": {
         **message, "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {**start_usage, "output_tokens": 0}}}, "message_start")
+        "usage": _usage(None, first)}}, "message_start")
     blocks = _Blocks()
     for event in blocks.text(None) if eager_text else []:
         yield event
     yield sse({"type": "ping"}, "ping")
-    seen: list[Any] = []
+    answer: Answer | None = None
     try:
-        async for item in job_items(job):
-            seen.append(item)
+        async for item in rest_of(job, first):
             if isinstance(item, TextDelta):
                 for event in blocks.text(item.text):
                     yield event
             elif isinstance(item, ToolCallDelta):
                 for event in blocks.tool_call(item):
                     yield event
+            elif isinstance(item, Answer):
+                answer = item
     except ApiError as error:
         yield sse(error_body(error.status, error.kind, error.message, None), "error")
         return
-    stop_reason, stop_sequence = _stop(seen)
+    if answer is None:
+        return
+    if job.answer_error is not None:  # what was streamed is not what was asked: say so
+        error = api_error(job.answer_error)
+        yield sse(error_body(error.status, error.kind, error.message, None), "error")
+        return
+    stop_reason, stop_sequence = _stop(answer)
     for event in blocks.close():
         yield event
     yield sse({"type": "message_delta",
                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-               "usage": {"output_tokens": _usage(seen, started)["output_tokens"]}}, "message_delta")
+               "usage": {"output_tokens": _usage(answer)["output_tokens"]}}, "message_delta")
     yield sse({"type": "message_stop"}, "message_stop")
 
 

@@ -15,8 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from agentic_onnx.core.generation.events import ToolCallDelta
-from agentic_onnx.server.pool import Ended, Failed, Job, QueueFullError, Started
+from agentic_onnx.core.errors import AgenticError
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.core.generation.response import Response
+from agentic_onnx.server.pool import Job, QueueFullError
 
 MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
 
@@ -31,6 +33,17 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.kind, self.message, self.param = status, kind, message, param
         self.retry_after_s = retry_after_s
+
+
+KINDS = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+         422: "invalid_request_error", 503: "overloaded_error"}
+
+
+def api_error(error: AgenticError) -> ApiError:
+    """An AgenticError as the client hears it: its own HTTP status (core.errors), its one line."""
+    retry_after = getattr(error, "retry_after_s", None)
+    return ApiError(error.http_status, KINDS.get(error.http_status, "api_error"),
+                    error.one_line(), retry_after_s=int(retry_after) if retry_after else None)
 
 
 def error_response(error: ApiError, body: ErrorBody) -> JSONResponse:
@@ -129,16 +142,15 @@ def check_model(pool: Any, model: str | None) -> None:
         raise ApiError(404, "not_found_error", str(error), param="model") from None
 
 
-def submit(pool: Any, model: str | None, messages: list[dict[str, Any]], options: Any,
-           **answer: Any) -> Job:
-    """Queue the request on its model: 503 while loading or when the queue is full. `answer`:
-    tools, tool_choice, response_format (see pool.Job)."""
+def submit(pool: Any, request: ChatRequest, **job: Any) -> Job:
+    """Queue the request on its model: 503 while loading or when the queue is full. `job`:
+    tenant and front_end (see pool.Job)."""
     if not pool.ready:
         raise ApiError(503, "overloaded_error", "The model is still loading; retry shortly.",
                        retry_after_s=1)
     try:
-        adapter = pool.adapter_for(model) if hasattr(pool, "adapter_for") else None
-        return pool.worker_for(model).submit(messages, options, adapter=adapter, **answer)
+        return pool.worker_for(request.model).submit(
+            request, model_name=pool.served_name(request.model), **job)
     except QueueFullError as error:
         raise ApiError(503, "overloaded_error",
                        "The model's queue is full; retry after the time in Retry-After.",
@@ -188,30 +200,31 @@ def check_vision(pool: Any, model: str | None, images: list[Any]) -> None:
 
 
 async def job_items(job: Job) -> AsyncIterator[Any]:
-    """The job's events up to its end; a failure raises ApiError. Leaving early cancels it."""
+    """The job's events, then its finished Response (the last item); a failure raises
+    ApiError. Leaving early cancels the job."""
     try:
         while True:
             item = await job.next_item()
-            if isinstance(item, Failed):
-                raise _failure(item)
+            if isinstance(item, AgenticError):
+                raise api_error(item)
             yield item
-            if isinstance(item, Ended):
+            if isinstance(item, Response):
                 return
     finally:
         job.cancel()
 
 
-async def collect(job: Job, request: Request) -> list[Any]:
-    """Every item of a non-streamed request; a client that disconnects cancels the job."""
+async def collect(job: Job, request: Request) -> Response:
+    """The finished Response of a non-streamed request; a client that disconnects cancels it."""
     items: list[Any] = []
     async with anyio.create_task_group() as group:
         group.start_soon(_cancel_on_disconnect, request, job, group.cancel_scope)
         async for item in job_items(job):
             items.append(item)
         group.cancel_scope.cancel()
-    if not items or not isinstance(items[-1], Ended):
+    if not items or not isinstance(items[-1], Response):
         raise ApiError(499, "api_error", "The client closed the request.")
-    return items
+    return items[-1]
 
 
 async def _cancel_on_disconnect(request: Request, job: Job, scope: anyio.CancelScope) -> None:
@@ -221,8 +234,10 @@ async def _cancel_on_disconnect(request: Request, job: Job, scope: anyio.CancelS
     scope.cancel()
 
 
-async def first_item(job: Job, request: Request) -> Started:
-    """Wait (watching for a disconnect) until the job leaves the queue."""
+async def first_item(job: Job, request: Request) -> Any:
+    """Wait (watching for a disconnect) until the job leaves the queue and its stream starts:
+    its first event (local models: FirstToken, with the prompt's token counts). A request that
+    fails before it starts (a prompt too long) is an ApiError here, before any header is sent."""
     result: list[Any] = []
     async with anyio.create_task_group() as group:
         group.start_soon(_cancel_on_disconnect, request, job, group.cancel_scope)
@@ -232,15 +247,20 @@ async def first_item(job: Job, request: Request) -> Started:
         job.cancel()
         raise ApiError(499, "api_error", "The client closed the request.")
     item = result[0]
-    if isinstance(item, Failed):
+    if isinstance(item, AgenticError):
         job.cancel()
-        raise _failure(item)
+        raise api_error(item)
     return item
 
 
-def _failure(failed: Failed) -> ApiError:
-    kind = "invalid_request_error" if failed.status == 400 else "api_error"
-    return ApiError(failed.status, kind, failed.message)
+async def rest_of(job: Job, first: Any) -> AsyncIterator[Any]:
+    """The job's items from `first` (what first_item returned) to its finished Response."""
+    yield first
+    if isinstance(first, Response):
+        job.cancel()
+        return
+    async for item in job_items(job):
+        yield item
 
 
 class EventStream(StreamingResponse):
@@ -269,16 +289,11 @@ class EventStream(StreamingResponse):
             self._job.cancel()
 
 
-def tool_calls_json(items: list[Any]) -> list[dict[str, Any]]:
-    """The ToolCallDeltas of a reply, joined per call id, in the OpenAI message shape."""
-    calls: dict[str, dict[str, Any]] = {}
-    for item in items:
-        if isinstance(item, ToolCallDelta):
-            call = calls.setdefault(item.id, {"id": item.id, "type": "function",
-                                              "function": {"name": "", "arguments": ""}})
-            call["function"]["name"] = item.name or call["function"]["name"]
-            call["function"]["arguments"] += item.arguments_json_fragment
-    return list(calls.values())
+def openai_tool_calls(response: Response) -> list[dict[str, Any]]:
+    """The reply's calls in the OpenAI message shape."""
+    return [{"id": call["id"], "type": "function",
+             "function": {"name": call["name"], "arguments": call["arguments"]}}
+            for call in response.tool_calls]
 
 
 def sse(data: dict[str, Any], event: str | None = None) -> str:

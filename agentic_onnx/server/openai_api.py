@@ -21,10 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.core.generation.events import TextDelta, ToolCallDelta
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.core.generation.response import Response as Answer
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
+    api_error,
     check_api_key,
     check_model,
     check_vision,
@@ -32,15 +35,14 @@ from agentic_onnx.server.http import (
     decode_image,
     error_response,
     first_item,
-    tool_calls_json,
-    job_items,
+    openai_tool_calls,
     parse_body,
     remote_image_refused,
+    rest_of,
     sse,
     submit,
     tenant,
 )
-from agentic_onnx.server.pool import Ended, Started
 
 ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 503: "server_error"}
 
@@ -89,7 +91,7 @@ class ChatCompletionRequest(BaseModel):
 def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
     kind = ERROR_TYPES.get(status, kind if status < 500 else "server_error")
     code = {401: "invalid_api_key", 403: "forbidden", 404: "model_not_found", 413: "request_too_large",
-            415: "unsupported_media_type", 503: "overloaded"}.get(status)
+            415: "unsupported_media_type", 422: "invalid_answer", 503: "overloaded"}.get(status)
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -112,31 +114,36 @@ async def chat_completions(request: Request) -> Response:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
         check_model(state.pool, body.model)
-        messages, options, images, answer = await run_in_threadpool(_prepare, body, state.pool)
-        job = submit(state.pool, body.model, messages, options, images=images, **answer,
+        chat = await run_in_threadpool(_prepare, body, state.pool)
+        job = submit(state.pool, chat, front_end="serve:openai",
                      tenant=tenant(request, state.api_key, body.cache_salt, body.user,
-                                   body.prompt_cache_key), front_end="serve:openai")
-        started = await first_item(job, request)
+                                   body.prompt_cache_key))
+        first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
-    model_id = state.pool.served_name(body.model)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(job, started, completion_id, model_id, include_usage)
-        return EventStream(chunks, job)
+        return EventStream(_chunks(job, first, completion_id, include_usage), job)
     try:
-        items = await collect(job, request)
+        answer = await collect(job, request)
     except ApiError as error:
         return error_response(error, error_body)
-    return JSONResponse(_completion(items, started, completion_id, model_id))
+    completion = _completion(answer, completion_id)
+    if job.answer_error is not None:  # the answer is kept beside the error, nothing is lost
+        error = api_error(job.answer_error)
+        return JSONResponse({**error_body(error.status, error.kind, error.message, "response_format"
+                                          if chat.response_format else "tools"),
+                             "completion": completion}, status_code=error.status)
+    return JSONResponse(completion)
 
 
-def _prepare(body: ChatCompletionRequest, pool: Any) -> tuple[Any, Any, list[Any], dict[str, Any]]:
+def _prepare(body: ChatCompletionRequest, pool: Any) -> ChatRequest:
     """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
     messages, options, images = _to_engine(body, pool)
     check_vision(pool, body.model, images)
-    return messages, options, images, _answer(body)
+    return ChatRequest.of(messages, options=options, images=images, model=body.model,
+                          adapter=pool.adapter_for(body.model), **_answer(body))
 
 
 def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any, list[Any]]:
@@ -198,7 +205,7 @@ def _image(image_url: Union[dict[str, Any], str, None], label: str) -> Any:
 
 
 def _answer(body: ChatCompletionRequest) -> dict[str, Any]:
-    """tools/tool_choice and response_format as the pool's Job takes them; 400 when bad."""
+    """tools/tool_choice and response_format as ChatRequest fields; 400 when bad."""
     from agentic_onnx.core.answers.structured import SchemaError, json_mode, response_format
     from agentic_onnx.core.answers.tools import parse_tool_choice, parse_tools
 
@@ -219,37 +226,38 @@ def _answer(body: ChatCompletionRequest) -> dict[str, Any]:
     return {}
 
 
-def _usage(usage: Usage | None, started: Started) -> dict[str, Any]:
-    usage = usage or Usage(started.prompt_tokens, 0)
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": started.cached_tokens}}
+def _usage(answer: Answer) -> dict[str, Any]:
+    prompt, completion = (answer.usage.prompt_tokens, answer.usage.completion_tokens) \
+        if answer.usage else (0, 0)
+    cached = answer.usage.cached_tokens if answer.usage else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def _finish(items: list[Any]) -> str:
-    reason = next((item.reason for item in items if isinstance(item, Finish)), "stop")
+def _finish(answer: Answer) -> str:
+    reason = answer.finish_reason or "stop"
     return reason if reason in ("length", "tool_calls") else "stop"
 
 
-def _completion(items: list[Any], started: Started, completion_id: str, model_id: str) -> dict[str, Any]:
-    text = "".join(item.text for item in items if isinstance(item, TextDelta))
-    usage = next((item for item in items if isinstance(item, Usage)), None)
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    calls = tool_calls_json(items)
+def _completion(answer: Answer, completion_id: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    calls = openai_tool_calls(answer)
     if calls:
-        message.update(content=text or None, tool_calls=calls)
+        message.update(content=answer.text or None, tool_calls=calls)
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()),
-        "model": model_id, "system_fingerprint": None,
+        "model": answer.model, "system_fingerprint": None,
         "choices": [{"index": 0, "message": message,
-                     "logprobs": None, "finish_reason": _finish(items)}],
-        "usage": _usage(usage, started),
+                     "logprobs": None, "finish_reason": _finish(answer)}],
+        "usage": _usage(answer),
     }
 
 
-async def _chunks(job: Any, started: Started, completion_id: str, model_id: str,
+async def _chunks(job: Any, first: Any, completion_id: str,
                   include_usage: bool) -> AsyncIterator[str]:
     created = int(time.time())
+    model_id = job.model_name
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         data: dict[str, Any] = {
@@ -261,25 +269,30 @@ async def _chunks(job: Any, started: Started, completion_id: str, model_id: str,
         return sse(data)
 
     yield chunk({"role": "assistant", "content": ""})
-    seen: list[Any] = []
     call_index: dict[str, int] = {}
+    answer: Answer | None = None
     try:
-        async for item in job_items(job):
-            seen.append(item)
+        async for item in rest_of(job, first):
             if isinstance(item, TextDelta):
                 yield chunk({"content": item.text})
             elif isinstance(item, ToolCallDelta):
                 yield chunk({"tool_calls": [_call_chunk(item, call_index)]})
-            elif isinstance(item, Ended):
-                yield chunk({}, _finish(seen))
+            elif isinstance(item, Answer):
+                answer = item
     except ApiError as error:
         yield sse(error_body(error.status, error.kind, error.message, None))
         return
+    if answer is None:
+        return
+    if job.answer_error is not None:  # what was streamed is not what was asked: say so, no [DONE]
+        error = api_error(job.answer_error)
+        yield sse(error_body(error.status, error.kind, error.message, None))
+        return
+    yield chunk({}, _finish(answer))
     if include_usage:
-        usage = next((item for item in seen if isinstance(item, Usage)), None)
         yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
                    "model": model_id, "system_fingerprint": None, "choices": [],
-                   "usage": _usage(usage, started)})
+                   "usage": _usage(answer)})
     yield "data: [DONE]\n\n"
 
 

@@ -5,19 +5,26 @@ one generation at a time; requests wait in a queue of `max_queue` places, and on
 to a full queue as `QueueFullError` (HTTP 503 with Retry-After). A request whose client goes
 away is cancelled: taken out of the queue at once, or stopped after its next token.
 
-Each worker keeps a `PrefixCache`, so a request that repeats the previous conversation (agents
-resend the whole history every turn) feeds the model only its new tokens. The cache belongs to
-one tenant at a time (`Job.tenant`, see server.http.tenant): a request from another tenant
-starts from an empty cache, so neither its `cached_tokens` nor its speed can tell it anything
-about another client's prompt.
+A request is a core `ChatRequest`, answered by the model's `LocalGeneration` (the one local
+entry `run` and `chat` use too: the plain/schema/tools/images dispatch, the prefix cache) and
+consumed through a core `Response`, as the CLI consumes it. The client's queue gets the stream's
+events, then the finished `Response` (its answer checked against the request: `Job.answer_error`)
+or the `AgenticError` the request ended in; the dialect modules only translate those.
 
-No web framework here: the HTTP layer hands us messages and options and reads events back
-through an asyncio queue.
+Each worker's LocalGeneration keeps the KV cache, so a request that repeats the previous
+conversation (agents resend the whole history every turn) feeds the model only its new tokens.
+The cache belongs to one tenant at a time (`Job.tenant`, see server.http.tenant): a request from
+another tenant starts from an empty cache, so neither its `cached_tokens` nor its speed can tell
+it anything about another client's prompt.
+
+No web framework here: the HTTP layer hands us requests and reads events back through an
+asyncio queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import queue
 import threading
@@ -26,39 +33,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentic_onnx.core.generation.engine import Message
-from agentic_onnx.core.errors import AgenticError, UsageError
-from agentic_onnx.core.generation.events import Finish, TextDelta, ToolCallDelta, Usage
-from agentic_onnx.core.generation.options import GenerationOptions
-from agentic_onnx.server import usage_rows
-from agentic_onnx.server.usage_rows import Served
+from agentic_onnx.core.errors import (
+    AgenticError,
+    ExitCode,
+    GenerationError,
+    ModelNotFoundError,
+)
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.core.generation.response import Response
 
 
-class QueueFullError(Exception):
+_server_log = logging.getLogger("uvicorn.error")
+
+
+class QueueFullError(AgenticError):
+    """Every place in a model's queue is taken: a 503 with Retry-After."""
+
+    exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 503
+
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__("The model's queue is full.")
+        super().__init__("The model's queue is full.", "Retry after the time in Retry-After.")
         self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True)
-class Started:
-    """The request left the queue and its prompt is in the model."""
-
-    prompt_tokens: int
-    cached_tokens: int  # of the prompt, reused from the KV cache
-
-
-@dataclass(frozen=True)
-class Ended:
-    """The stream is over. `stop_sequence` is the stop string that ended it, if one did."""
-
-    stop_sequence: str | None
-
-
-@dataclass(frozen=True)
-class Failed:
-    message: str
-    status: int = 500  # 400 when the request itself is at fault (a prompt longer than the context)
 
 
 WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
@@ -67,20 +63,16 @@ WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
 class Job:
     """One request's place in a worker: the events come back on `next_item`."""
 
-    def __init__(self, worker: ModelWorker, messages: Sequence[Message],
-                 options: GenerationOptions, loop: asyncio.AbstractEventLoop,
-                 tools: Sequence[Any] = (), tool_choice: Any = None,
-                 response_format: Any = None, images: Sequence[Any] = (),
-                 tenant: str = "", adapter: Any = None, front_end: str = "serve") -> None:
-        self.served = Served(front_end, worker.model_id, time.perf_counter())  # the usage row
-        self.adapter = adapter  # a LoRA adapter file of the model (core.models.adapters), or None
+    def __init__(self, worker: ModelWorker, request: ChatRequest,
+                 loop: asyncio.AbstractEventLoop, tenant: str = "",
+                 front_end: str = "serve", model_name: str = "") -> None:
+        self.request = request
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
-        self.messages = list(messages)
-        self.images = list(images)  # core.generation.vision.ImageInput, where the messages' markers stand
-        self.options = options
-        self.tools = list(tools)  # core.answers.tools.Tool: a reply may be a call (core.answers.tools)
-        self.tool_choice = tool_choice  # core.answers.tools.ToolChoice, None for auto
-        self.response_format = response_format  # core.answers.structured.ResponseFormat
+        self.front_end = front_end  # the usage log's command column
+        self.model_name = model_name or worker.model_id  # what answers report (BASE:ADAPTER)
+        self.queued_at = time.perf_counter()
+        self.answer_error: AgenticError | None = None  # set before the finished Response is put
+        self.logged = False
         self.state = WAITING
         self._worker = worker
         self._loop = loop
@@ -108,13 +100,12 @@ class ModelWorker:
     """One model, one thread, one generation at a time."""
 
     def __init__(self, model_id: str, model: Any, max_queue: int) -> None:
-        from agentic_onnx.core.generation.conversation import PrefixCache
+        from agentic_onnx.core.generation.local import LocalGeneration
 
         self.model_id = model_id
         self.model = model
         self.max_queue = max_queue
-        self._cache = PrefixCache(model)
-        self._cache_tenant = ""  # whose prompt the KV cache holds
+        self.local = LocalGeneration(model)
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
@@ -124,17 +115,16 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._serve, name=f"model-{model_id}", daemon=True)
         self._thread.start()
 
-    def submit(self, messages: Sequence[Message], options: GenerationOptions,
-               **answer: Any) -> Job:
-        """Queue a request, or raise QueueFullError when `max_queue` already wait. `answer`:
-        the Job's tools, tool_choice, response_format, images and tenant."""
-        job = Job(self, messages, options, asyncio.get_running_loop(), **answer)
+    def submit(self, request: ChatRequest, **job: Any) -> Job:
+        """Queue a request, or raise QueueFullError when `max_queue` already wait. `job`: the
+        Job's tenant, front_end and model_name."""
+        queued = Job(self, request, asyncio.get_running_loop(), **job)
         with self._lock:
             if self._admitted >= self.max_queue + 1:
                 raise QueueFullError(self._retry_after())
             self._admitted += 1
-        self._jobs.put(job)
-        return job
+        self._jobs.put(queued)
+        return queued
 
     def cancel(self, job: Job) -> None:
         with self._lock:
@@ -176,117 +166,55 @@ class ModelWorker:
                     job.state = DONE
                 self._last_duration_s = time.perf_counter() - started
 
-    def _stream(self, job: Job) -> Any:
-        """The job's events: plain, with tools, constrained to a schema, or with images."""
-        if job.images:
-            return self._vision_stream(job)
-        if job.adapter is not None and (job.tools or job.response_format is not None):
-            raise UsageError("A LoRA adapter cannot be combined with tools or response_format yet.")
-        if job.adapter is not None:  # the KV cache is never reused across adapters (PrefixCache)
-            return self._cache.stream(job.messages, job.options, adapter=job.adapter)
-        if job.tools:
-            from agentic_onnx.core.answers.tools import AUTO, stream_with_tools
-
-            return stream_with_tools(self.model, job.messages, job.options, job.tools,
-                                     job.tool_choice or AUTO, stream=self._cache.stream)
-        if job.response_format is not None:
-            return self._cache.stream(job.messages, job.options,
-                                      guidance=job.response_format.guidance())
-        return self._cache.stream(job.messages, job.options)
-
-    def _vision_stream(self, job: Job) -> Any:
-        """A request with images: processed and counted first (errors are the request's, a 400),
-        then run on a generator of its own. The kept generator is reset first, so that two KV
-        caches are never held at once; the next text request starts it again."""
-        from agentic_onnx.core.generation.conversation import PrefillStats
-        from agentic_onnx.core.generation.vision import prepare_vision_prompt
-
-        prepared = prepare_vision_prompt(self.model, job.messages, job.images)
-        self._cache.reset()
-        self._cache.last = PrefillStats(prepared.prompt_tokens, 0, (), False)
-        self._cache.generated_ids = []
-        guidance = job.response_format.guidance() if job.response_format is not None else None
-        yield from self.model.stream(job.messages, job.options, images=prepared,
-                                     tools=[tool.to_openai() for tool in job.tools] or None,
-                                     guidance=guidance)
-
     def _run(self, job: Job) -> None:
-        if job.tenant != self._cache_tenant:  # never reuse (or report) another tenant's prefix
-            self._cache.reset()
-            self._cache_tenant = job.tenant
-        self._generate(job)
-        if job.served.ended_at is None:  # its client went away: no answer sent, the row counts
-            self._record(job, "interrupted")
-
-    def _generate(self, job: Job) -> None:
-        stream = self._stream(job)
-        texts: list[str] = []
-        finish = None
+        response = Response(events=(), provider="onnx", model=job.model_name,
+                            execution_provider=self.model.execution_provider)
         try:
-            for index, event in enumerate(stream):
-                if index == 0:
-                    prefill = self._cache.last
-                    job.put(Started(prefill.prompt_tokens if prefill else 0,
-                                    prefill.reused_tokens if prefill else 0))
-                if job.cancelled:
-                    break
-                self._note(job.served, event)
-                if isinstance(event, TextDelta):
-                    texts.append(event.text)
-                elif isinstance(event, Finish):
-                    finish = event.reason
-                job.put(event)
+            response.events = self.local.stream(job.request, job.tenant)
+            events = iter(response)
+            try:
+                for event in events:
+                    if job.cancelled:
+                        break
+                    job.put(event)
+            finally:
+                events.close()  # type: ignore[attr-defined]
         except AgenticError as error:
-            self._fail(job, Failed(error.one_line(), 400 if isinstance(error, UsageError) else 500))
+            self._end(job, response, error)
             return
         except Exception as error:  # noqa: BLE001 - the client hears why; the server lives on
-            self._fail(job, Failed(f"Generation failed: {error}"))
+            self._end(job, response, GenerationError(f"Generation failed: {error}"))
             return
-        finally:
-            stream.close()
-        if not job.cancelled:
-            ended = Ended(self._stop_sequence(job.options, "".join(texts), finish))
-            self._record(job, "ok")
-            self._end(job, ended)
+        if job.cancelled:  # its client went away: no answer sent, the row counts
+            self._log(job, response, "interrupted")
+            return
+        job.answer_error = job.request.answer_error(response)
+        self._end(job, response, None)
 
-    @staticmethod
-    def _note(served: Served, event: Any) -> None:
-        """What the usage row needs from the stream: the first visible output, the counts."""
-        if served.first_text_at is None and isinstance(event, (TextDelta, ToolCallDelta)):
-            served.first_text_at = time.perf_counter()
-        elif isinstance(event, Usage):
-            served.prompt_tokens, served.completion_tokens = (event.prompt_tokens,
-                                                              event.completion_tokens)
-
-    def _fail(self, job: Job, failed: Failed) -> None:
-        job.served.error = failed.message
-        self._record(job, "error")
-        self._end(job, failed)
-
-    @staticmethod
-    def _record(job: Job, outcome: str) -> None:
-        """The request's usage row, written before its client hears the end (as `run` logs at
-        the end of its stream), so a client that reads `agentic-onnx usage` next sees it."""
-        job.served.ended_at, job.served.outcome = time.perf_counter(), outcome
-        usage_rows.write(job.served)
-
-    def _end(self, job: Job, item: Ended | Failed) -> None:
-        """Mark the job done before its client hears so, so that its closing `cancel()` is a
-        no-op rather than a cancellation."""
+    def _end(self, job: Job, response: Response, error: AgenticError | None) -> None:
+        """Log the request, mark the job done, then let its client hear the end: the usage row
+        is written first (as `run` logs at the end of its stream), so a client that reads
+        `agentic-onnx usage` next sees it; and the job is done before the client's closing
+        `cancel()`, which is then a no-op rather than a cancellation."""
+        if error is not None:
+            self._log(job, response, "error", error)
+        else:
+            self._log(job, response, "invalid" if job.answer_error else "ok", job.answer_error)
         with self._lock:
             if job.state == RUNNING:
                 job.state = DONE
-        job.put(item)
+        job.put(error if error is not None else response)
 
-    def _stop_sequence(self, options: GenerationOptions, visible: str, finish: str | None) -> str | None:
-        """Which stop string ended the answer: none when it ended on EOS or on length."""
-        generated = self._cache.generated_ids
-        if finish != "stop" or not options.stop or not generated or generated[-1] in self.model.eos_ids():
-            return None
-        full = self.model.tokenizer.decode(generated)
-        rest = full[len(visible):] if full.startswith(visible) else full
-        found = [(rest.find(stop), stop) for stop in options.stop if stop in rest]
-        return min(found)[1] if found else options.stop[0]
+    @staticmethod
+    def _log(job: Job, response: Response, outcome: str, error: AgenticError | None = None) -> None:
+        """The request's usage row (router.local_usage), once."""
+        from agentic_onnx.router.local_usage import log_local
+
+        if not job.logged:
+            job.logged = True
+            log_local(job.front_end, response, outcome,
+                      error.one_line() if error is not None else None, job.queued_at,
+                      on_failure=_server_log.warning)
 
 
 @dataclass(frozen=True)
@@ -301,7 +229,7 @@ class ModelSpec:
         return (self.model_id, *self.aliases)
 
 
-class ModelNotServedError(LookupError):
+class ModelNotServedError(ModelNotFoundError):
     """A request named a model this server does not serve (the API's 404, never another model)."""
 
     def __init__(self, name: str, served: Sequence[str]) -> None:
@@ -362,17 +290,17 @@ class ModelPool:
         return [served for spec in self.specs for served in
                 (spec.model_id, *(f"{spec.model_id}:{name}" for name, _ in spec.adapters))]
 
-    def adapter_for(self, name: str | None) -> Any:
-        """The adapter file a request's model name selects (BASE:ADAPTER), else None."""
+    def adapter_for(self, name: str | None) -> str | None:
+        """The adapter a request's model name selects (BASE:ADAPTER), else None."""
         spec = self.spec_for(name)
         if not name or name in spec.names:
             return None
-        return dict(spec.adapters)[name.partition(":")[2]]
+        return name.partition(":")[2]
 
     def served_name(self, name: str | None) -> str:
         """The id an answer reports: the model's, with `:ADAPTER` when one was chosen."""
         spec = self.spec_for(name)
-        adapter = name.partition(":")[2] if name and self.adapter_for(name) is not None else ""
+        adapter = self.adapter_for(name)
         return f"{spec.model_id}:{adapter}" if adapter else spec.model_id
 
     def worker_for(self, name: str | None) -> ModelWorker:

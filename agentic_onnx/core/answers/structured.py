@@ -39,9 +39,11 @@ class SchemaError(UsageError):
 
 class StructuredOutputError(AgenticError):
     """The answer is not what was asked for: cut off by the token budget, not JSON, or not
-    valid for the schema. Exit code 1 (a runtime error), never a success."""
+    valid for the schema. Exit code 1 (a runtime error), never a success; `serve` answers 422
+    with the answer beside the error (a 5xx would make SDKs retry the same answer)."""
 
     exit_code = ExitCode.RUNTIME_ERROR
+    http_status = 422
 
 
 @dataclass(frozen=True)

@@ -206,12 +206,13 @@ class ToolCallReader:
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Finish):
-                yield from self._finish(buffer, mode, usage, event.reason)
+                yield from self._finish(buffer, mode, usage, event)
             else:
                 yield event
 
     def _finish(self, buffer: str, mode: str, usage: Usage | None,
-                reason: str) -> Iterator[StreamEvent]:
+                finish: Finish) -> Iterator[StreamEvent]:
+        reason = finish.reason
         call = self.parse(buffer) if mode == "call" and reason == "stop" else None
         # A call (or the start of its marker) cut off by the token budget is neither a call nor
         # text for the user: it is reported on the Finish, never shown raw.
@@ -223,7 +224,8 @@ class ToolCallReader:
             yield TextDelta(buffer)
         if usage is not None:
             yield usage
-        yield Finish(reason, tool_call_cut=cut)  # type: ignore[arg-type]
+        yield Finish(reason, tool_call_cut=cut,  # type: ignore[arg-type]
+                     stop_sequence=finish.stop_sequence if reason == "stop" else None)
 
     def parse(self, text: str) -> ToolCallDelta | None:
         """The call in `<tool_call>\\n{json}\\n</tool_call>`, validated; None if it is not one."""

@@ -408,11 +408,15 @@ def smoke_test(model_spec: str | None, execution_provider: str = "auto",
     from agentic_onnx.core.models.resolve import resolve_model
     from agentic_onnx.core.generation.response import Response
 
+    from agentic_onnx.core.generation.local import LocalGeneration
+    from agentic_onnx.core.generation.request import ChatRequest
+
     folder = resolve_model(model_spec)
     loaded = load_model(folder, execution_provider, threads)
     load_s = loaded.load_s
-    response = Response(loaded.stream([{"role": "user", "content": SMOKE_PROMPT}],
-                                      GenerationOptions(max_tokens=SMOKE_MAX_TOKENS)),
+    request = ChatRequest.of([{"role": "user", "content": SMOKE_PROMPT}],
+                             options=GenerationOptions(max_tokens=SMOKE_MAX_TOKENS))
+    response = Response(LocalGeneration(loaded, keep_prefix=False).stream(request),
                         provider="onnx", model=folder.name,
                         execution_provider=loaded.execution_provider, load_s=load_s)
     response.consume()

@@ -143,7 +143,7 @@ class LoadedModel:
         for token in tokens:
             completion_tokens += 1
             if completion_tokens == 1:
-                yield FirstToken()
+                yield FirstToken(prompt_tokens=prompt_length)
             if token in eos:
                 reason = "stop"
                 break
@@ -159,7 +159,7 @@ class LoadedModel:
         if rest:
             yield TextDelta(rest)
         yield Usage(prompt_tokens=prompt_length, completion_tokens=completion_tokens)
-        yield Finish(reason)  # type: ignore[arg-type]
+        yield Finish(reason, stop_sequence=stops.matched)  # type: ignore[arg-type]
 
     def eos_ids(self) -> set[int]:
         """The token ids that end a reply: the config's and the tokenizer's."""

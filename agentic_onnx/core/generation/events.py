@@ -27,23 +27,30 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt, reused from a KV cache kept from earlier requests
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
     """Why generation ended: `stop` (end-of-sequence token or a stop string), `length`, or
     `tool_calls` (the model asks the caller to run the tools it called). `tool_call_cut`: the
-    reply was a tool call that the token budget cut off (its raw text is not passed on)."""
+    reply was a tool call that the token budget cut off (its raw text is not passed on).
+    `stop_sequence`: the stop string that ended the reply (reason `stop`), if one did."""
 
     reason: FinishReason
     tool_call_cut: bool = False
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FirstToken:
     """The model produced its first token, shown or not (a tool call's, a multibyte character's
     first byte): the time to first token, and where decoding starts. Local models send it;
-    consumers that only show text ignore it."""
+    consumers that only show text ignore it. `prompt_tokens`: the prompt as the model saw it;
+    `cached_tokens`: how many of those came from a KV cache kept from earlier requests."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ class Response:
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
     tool_call_cut: bool = False  # the reply was a tool call cut off by the token budget
+    stop_sequence: str | None = None  # the stop string that ended the answer, if one did
     _calls: dict[str, dict[str, str]] = field(default_factory=dict)
     _started: float | None = None
     _first_token: float | None = None
@@ -94,6 +95,7 @@ class Response:
                     self._ended = time.perf_counter()
                     self.finish_reason = event.reason
                     self.tool_call_cut = event.tool_call_cut
+                    self.stop_sequence = event.stop_sequence
                 yield event
         finally:
             if self._ended is None:  # an interrupted or failed stream ends here
@@ -109,6 +111,11 @@ class Response:
         call = self._calls.setdefault(event.id, {"id": event.id, "name": "", "arguments": ""})
         call["name"] = event.name or call["name"]
         call["arguments"] += event.arguments_json_fragment
+
+    @property
+    def started_at(self) -> float | None:
+        """When the stream was started (time.perf_counter), None before."""
+        return self._started
 
     @property
     def text(self) -> str:
@@ -150,6 +157,7 @@ class Response:
             "model": self.model,
             "execution_provider": self.execution_provider,
             "finish_reason": self.finish_reason,
+            "stop_sequence": self.stop_sequence,
             "usage": {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,

@@ -15,13 +15,16 @@ class StopStringMatcher:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(stop for stop in stops if stop)
         self._pending = ""
+        self.matched: str | None = None  # the stop string that ended the stream, once one did
 
     def feed(self, text: str) -> tuple[str, bool]:
         if not self._stops:
             return text, False
         self._pending += text
-        hit = min((i for i in (self._pending.find(s) for s in self._stops) if i >= 0), default=-1)
-        if hit >= 0:
+        found = [(index, stop) for stop in self._stops
+                 if (index := self._pending.find(stop)) >= 0]
+        if found:
+            hit, self.matched = min(found, key=lambda pair: pair[0])
             safe, self._pending = self._pending[:hit], ""
             return safe, True
         keep = self._longest_stop_prefix_suffix()

@@ -85,6 +85,18 @@ def resolve(spec: str | None, machine: Callable[[], object] | None = None) -> Re
     )
 
 
+def resolve_for_use(spec: str | None) -> Resolution:
+    """The model `run` and `chat` are about to use: `resolve(spec)`, and a store model's last
+    use recorded (`onnx list`'s "last used"). A known model that is not installed raises
+    NotInstalledError; its `model_id` is what to download before resolving that id again."""
+    resolution = resolve(spec)
+    if resolution.model_id:
+        from agentic_onnx.core.models.store import mark_used
+
+        mark_used(resolution.model_id)
+    return resolution
+
+
 def download_source(spec: str, machine: Callable[[], object] | None = None) -> tuple[HubModel, str | None]:
     """What `onnx download SPEC` fetches: a catalog id, an alias (with the note saying which
     variant and why) or a custom hub model."""

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import UsageError
 from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.core.answers.tool_prompt import message_text
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import (
     Provider,
-    ProviderRequest,
     refuse_images,
     system_and_turns,
 )
@@ -39,6 +39,10 @@ class AnthropicProvider(Provider):
     kind = "anthropic"
     supports_tools = True
     needs_key = True
+    key_env_var = "ANTHROPIC_API_KEY"
+    default_base_url = "https://api.anthropic.com"
+    default_models = {"default": "claude-sonnet-4-5", "fast": "claude-haiku-4-5",
+                      "advanced": "claude-opus-4-1"}
 
     def __init__(self, name: str, base_url: str, api_key: str | None, key_env_var: str,
                  timeout_s: float, headers: dict[str, str] | None = None) -> None:
@@ -50,14 +54,21 @@ class AnthropicProvider(Provider):
         self._headers = dict(headers or {})
         self._client: Any = None
 
-    def prepare(self, request: ProviderRequest) -> None:
+    @classmethod
+    def from_config(cls, loaded: Any, name: str, entry: Any,
+                    **local_settings: Any) -> AnthropicProvider:
+        return cls(name, entry.urls(cls.kind)[0], loaded.api_key(name),
+                   cls.key_env_var_for(loaded, name) or "ANTHROPIC_API_KEY",
+                   entry.timeout / 1000, entry.headers)
+
+    def prepare(self, request: ChatRequest) -> None:
         refuse_images(self.name, request)
         if not self._api_key:
             raise MissingKeyError(self.name, self._target.key_env_var or "ANTHROPIC_API_KEY")
         if self._client is None:
             self._client = make_client(self._timeout_s)
 
-    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         self.prepare(request)
         headers = {"x-api-key": self._api_key or "", "anthropic-version": API_VERSION,
                    **self._headers}
@@ -71,7 +82,7 @@ class AnthropicProvider(Provider):
                     break
         yield from parser.finish()
 
-    def _payload(self, request: ProviderRequest) -> dict[str, Any]:
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
         options, chosen = request.options, request.options.model_fields_set
         payload: dict[str, Any] = {"model": request.model, "max_tokens": options.max_tokens,
@@ -93,7 +104,7 @@ class AnthropicProvider(Provider):
                                                 "the answer."}]
             payload["tool_choice"] = {"type": "tool", "name": fmt.name}
         elif request.tools:
-            payload["tools"] = [anthropic_tool(tool) for tool in request.tools]
+            payload["tools"] = [anthropic_tool(tool) for tool in request.openai_tools()]
             if request.tool_choice is not None:
                 payload["tool_choice"] = anthropic_tool_choice(request.tool_choice)
         return payload
@@ -154,7 +165,7 @@ def _arguments(arguments: Any) -> Any:
     return arguments or {}
 
 
-def _answer_tool_name(request: ProviderRequest) -> str | None:
+def _answer_tool_name(request: ChatRequest) -> str | None:
     return request.response_format.name if request.response_format is not None else None
 
 
@@ -178,6 +189,7 @@ class _MessageStream:
         self.input_tokens = 0
         self.output_tokens = 0
         self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
         self.done = False
         self._tool_ids: dict[int, str] = {}
 
@@ -201,7 +213,10 @@ class _MessageStream:
         elif kind == "content_block_delta":
             yield from self._delta(payload.get("index", 0), payload.get("delta") or {})
         elif kind == "message_delta":
-            self.stop_reason = (payload.get("delta") or {}).get("stop_reason") or self.stop_reason
+            delta = payload.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            sequence = delta.get("stop_sequence")
+            self.stop_sequence = sequence if isinstance(sequence, str) else self.stop_sequence
             usage = payload.get("usage") or {}
             if "output_tokens" in usage:
                 self.output_tokens = int(usage["output_tokens"])
@@ -216,7 +231,7 @@ class _MessageStream:
         reason = STOP_REASONS.get(self.stop_reason or "", "stop")
         if reason == "tool_calls" and self._answer_blocks:
             reason = "stop"  # the forced answer tool: the answer is complete
-        yield Finish(reason)  # type: ignore[arg-type]
+        yield Finish(reason, stop_sequence=self.stop_sequence if reason == "stop" else None)  # type: ignore[arg-type]
 
     def _block_start(self, index: int, block: dict[str, Any]) -> Iterator[StreamEvent]:
         if block.get("type") == "tool_use" and self.answer_tool is not None \

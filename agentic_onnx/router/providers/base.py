@@ -9,58 +9,57 @@ local model); `stream` sends the request and yields events. Errors are `Provider
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from agentic_onnx.core.generation.events import StreamEvent
-from agentic_onnx.core.generation.options import GenerationOptions
-
-if TYPE_CHECKING:
-    from agentic_onnx.core.answers.structured import ResponseFormat
-    from agentic_onnx.core.answers.tools import ToolChoice
-    from agentic_onnx.core.generation.vision import ImageInput
+from agentic_onnx.core.generation.request import ChatRequest
 
 Message = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ProviderRequest:
-    """One chat request. `options.model_fields_set` tells which options the user chose: cloud
-    providers send only those (and max_tokens), so their own defaults apply otherwise.
-
-    `messages` use the OpenAI chat shape (assistant `tool_calls`, `role: tool` results);
-    `tools` the OpenAI function format, already checked (core.answers.tools.parse_tools);
-    `tool_choice` None means auto; `response_format` asks for JSON valid for a schema;
-    `images` (core.generation.vision) go with the last user message, or where its markers stand;
-    `adapter` (local models only) names a LoRA adapter of the model or an `.onnx_adapter` file."""
-
-    messages: Sequence[Message]
-    model: str | None
-    options: GenerationOptions = field(default_factory=GenerationOptions)
-    tools: Sequence[dict[str, Any]] | None = None
-    tool_choice: ToolChoice | None = None
-    response_format: ResponseFormat | None = None
-    images: Sequence[ImageInput] = ()
-    adapter: str | None = None
-
-
 class Provider:
-    """Base class. Subclasses set the flags and implement `stream`."""
+    """Base class. Subclasses set the flags and implement `stream`; provider_kinds.py registers
+    each class under its `kind`, and the router decides by these flags alone."""
 
-    kind: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # its config `type`
+    local: bool = False  # runs on this machine (an instance: this entry, see can_be_marked_local)
+    can_be_marked_local: ClassVar[bool] = False  # `local: true` (loopback URLs only) makes it local
+    needs_key: ClassVar[bool] = False
+    key_env_var: ClassVar[str | None] = None  # the standard variable its key comes from
     streams: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = False
-    needs_key: ClassVar[bool] = False
+    supports_images: ClassVar[bool] = False
+    default_base_url: ClassVar[str | None] = None
+    needs_base_url: ClassVar[bool] = False  # an entry must give baseUrl/baseUrls
+    default_models: ClassVar[Mapping[str, str]] = {}  # role (default, fast, ...) -> model id
+    catalog_models: ClassVar[bool] = False  # models are local specs the catalog knows (tools)
+    local_embeddings: ClassVar[bool] = False  # `embed` runs the local engine for it
+    embeddings_api: ClassVar[bool] = False  # speaks OpenAI's `/embeddings`
+    price_kind: ClassVar[str] = ""  # its section of data/prices.json ("": its kind)
+    entry_keys: ClassVar[frozenset[str]] = frozenset()  # agentic-flow entry keys it acts on
 
     def __init__(self, name: str, local: bool) -> None:
         self.name = name
         self.local = local
 
-    def prepare(self, request: ProviderRequest) -> None:
+    @classmethod
+    def from_config(cls, loaded: Any, name: str, entry: Any, **local_settings: Any) -> Provider:
+        """The provider for config entry `name`: no client built, no key checked. `loaded` is a
+        router.config.LoadedConfig and `entry` its ProviderConfig (named, not imported: config
+        sits above the providers); `local_settings` (execution_provider, threads, resolve) are
+        for local kinds."""
+        return cls(name, cls.local)
+
+    @classmethod
+    def key_env_var_for(cls, loaded: Any, name: str) -> str | None:
+        """The variable entry `name`'s key comes from: its `${VAR}`, else the kind's."""
+        return loaded.key_env_vars.get(name) or cls.key_env_var
+
+    def prepare(self, request: ChatRequest) -> None:
         """Checks and loading that may fail before anything is sent (default: none)."""
 
-    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         raise NotImplementedError
 
     # Details the caller may show once the stream started (local models fill them in).
@@ -72,7 +71,7 @@ class Provider:
         return f"<{type(self).__name__} {self.name!r} local={self.local}>"
 
 
-def refuse_images(provider: str, request: ProviderRequest) -> None:
+def refuse_images(provider: str, request: ChatRequest) -> None:
     """Cloud providers do not take our images yet: say so before anything is sent."""
     if request.images:
         from agentic_onnx.core.errors import UsageError

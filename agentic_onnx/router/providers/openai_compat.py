@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from typing import Any
 
+from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.router.provider_kinds import is_loopback_url
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
-from agentic_onnx.router.providers.base import Provider, ProviderRequest, refuse_images
+from agentic_onnx.router.providers.base import Provider, refuse_images
 from agentic_onnx.router.providers.http import (
     RETRYABLE_STATUSES,
     HttpTarget,
@@ -68,7 +69,11 @@ BALANCER = LeastInFlight()
 
 class OpenAICompatProvider(Provider):
     kind = "openai"
+    can_be_marked_local = True
     supports_tools = True
+    needs_base_url = True
+    embeddings_api = True
+    entry_keys = frozenset({"organization"})
     label = "OpenAI-compatible endpoint"
 
     def __init__(self, name: str, base_urls: Sequence[str], api_key: str | None,
@@ -87,14 +92,30 @@ class OpenAICompatProvider(Provider):
         self.last_url: str | None = None
         self.reported_cost_usd: float | None = None
 
-    def prepare(self, request: ProviderRequest) -> None:
+    @classmethod
+    def from_config(cls, loaded: Any, name: str, entry: Any,
+                    **local_settings: Any) -> OpenAICompatProvider:
+        from agentic_onnx.router.config_compat import named_provider
+
+        headers = dict(entry.headers)
+        if entry.organization:  # agentic-flow's `organization`; an explicit header wins
+            headers.setdefault("OpenAI-Organization", entry.organization)
+        provider = cls(name, entry.urls(cls.kind), loaded.api_key(name),
+                       cls.key_env_var_for(loaded, name), entry.timeout / 1000,
+                       local=entry.local, headers=headers)
+        named = named_provider(name, entry)
+        if named is not None and named.key_env_var:
+            provider.needs_key = True  # gemini: a missing key fails before anything is sent
+        return provider
+
+    def prepare(self, request: ChatRequest) -> None:
         refuse_images(self.name, request)
         if self.needs_key and not self._api_key:
             raise MissingKeyError(self.name, self._target.key_env_var or "OPENAI_API_KEY")
         if self._client is None:
             self._client = make_client(self._timeout_s)
 
-    def stream(self, request: ProviderRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         self.prepare(request)
         self.reported_cost_usd = None
         with self._balanced_url() as url:
@@ -126,7 +147,7 @@ class OpenAICompatProvider(Provider):
         finally:
             BALANCER.release(url)
 
-    def _stream_from(self, url: str, request: ProviderRequest) -> Iterator[StreamEvent]:
+    def _stream_from(self, url: str, request: ChatRequest) -> Iterator[StreamEvent]:
         parser = _ChunkStream(self._target)
         events = sse_events(self._client, self._target, f"{url}/chat/completions",
                             self._request_headers(), self._payload(request))
@@ -144,7 +165,7 @@ class OpenAICompatProvider(Provider):
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _payload(self, request: ProviderRequest) -> dict[str, Any]:
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
         options, chosen = request.options, request.options.model_fields_set
         payload: dict[str, Any] = {"model": request.model, "messages": list(request.messages),
                                    "stream": True, "stream_options": {"include_usage": True},
@@ -157,7 +178,7 @@ class OpenAICompatProvider(Provider):
         if request.response_format is not None:
             payload["response_format"] = openai_response_format(request.response_format)
         if request.tools:
-            payload["tools"] = list(request.tools)
+            payload["tools"] = request.openai_tools()
             if request.tool_choice is not None:
                 payload["tool_choice"] = openai_tool_choice(request.tool_choice)
         return payload
