@@ -10,9 +10,10 @@ and reports medians over tokens, which preemption by other processes barely move
 
 - `bare`: genai's example loop (generate_next_token, get_next_tokens, decode, write+flush).
 - `cli`: the whole `agentic-onnx run` in this process (router included), stdout to /dev/null.
-- `piped`/`live`: the engine's `stream` through `Response` into `render.PlainStream` or
-  `render.LiveMarkdownStream` (a Rich console forced to terminal mode, writing to /dev/null),
-  exactly the objects `run` uses. Inside = each `next()` on `LoadedModel.generate_tokens`.
+- `piped`/`live`: the request through `LocalGeneration` (core/generation/local.py, the one local
+  entry `run` uses) and `Response` into `render.PlainStream` or `render.LiveMarkdownStream` (a
+  Rich console forced to terminal mode, writing to /dev/null), exactly the objects `run` uses.
+  Inside = each `next()` on `LoadedModel.generate_tokens`.
 Prints one `PROBE_JSON {...}` line on stderr.
 """
 
@@ -90,9 +91,11 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
 
     from agentic_onnx.cli import render
     from agentic_onnx.core.generation.engine import load_model
-    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.core.generation.local import LocalGeneration
     from agentic_onnx.core.generation.options import build_options
+    from agentic_onnx.core.generation.request import ChatRequest
     from agentic_onnx.core.generation.response import Response
+    from agentic_onnx.core.models.model_folder import open_model_folder
 
     loaded = load_model(open_model_folder(Path(path)), "cpu", threads)
     clock = time.perf_counter
@@ -106,13 +109,16 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     devnull = open(os.devnull, "w")
     if live:
         console = Console(file=devnull, force_terminal=True, width=100, height=40)
-        render.stdout_console = lambda: console  # what LiveMarkdownStream draws on
-        view = render.LiveMarkdownStream(show_status=True)
+        view = render.LiveMarkdownStream(show_status=True, console=console)
     else:
-        sys.stdout = devnull  # PlainStream writes to sys.stdout
-        view = render.PlainStream()
-    options = build_options(max_tokens=max_tokens)
-    response = Response(loaded.stream([{"role": "user", "content": TASK}], options),
+        def write(text: str) -> None:  # what the output object's `text` does on a pipe
+            devnull.write(text)
+            devnull.flush()
+
+        view = render.PlainStream(write)
+    request = ChatRequest.of([{"role": "user", "content": TASK}],
+                             options=build_options(max_tokens=max_tokens))
+    response = Response(LocalGeneration(loaded, keep_prefix=False).stream(request),
                         provider="onnx", model=loaded.folder.name)
     from agentic_onnx.core.generation.events import TextDelta
 

@@ -225,9 +225,11 @@ def test_import_with_lora_builds_a_lora_ready_base_and_its_adapter(lora):
     assert refused.returncode == 2 and "--lora needs an fp32 or fp16 model" in refused.stderr
     result = subprocess.run(
         [sys.executable, "-m", "agentic_onnx", "onnx", "import", str(lora / "hf"), "--name",
-         "lora-base", "--lora", str(lora / "peft-one")],
+         "lora-base", "--lora", str(lora / "peft-one"), "--json"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    imported = json.loads(result.stdout)  # one object: the base, its adapter inside
+    assert (imported["id"], imported["adapter"]["adapter"]) == ("lora-base", "peft-one")
     files = installed_adapters(model_dir("lora-base"))
     assert list(files) == ["peft-one"]
     listed = subprocess.run([sys.executable, "-m", "agentic_onnx", "onnx", "list", "--json"],

@@ -48,9 +48,13 @@ def import_command(
                          "Run `agentic-onnx onnx import ./my-hf-model --name my-model`.")
     request = _request(source, name, precision, execution_provider, revision, config_dir,
                        block_size, accuracy_level, force, lora)
-    _import_base(out, request)
-    if lora is not None:  # the adapter's line follows the base's result, as before, in every mode
-        out.line(adapter_line(import_adapter(lora, name, None)))
+    data = _import_base(out, request)
+    if lora is None:
+        out.result(data, data["path"])
+        return
+    imported = import_adapter(lora, name, None)  # with --json: inside the one object
+    out.result({**data, "adapter": imported},
+               lambda out, _: (out.line(data["path"]), out.line(adapter_line(imported))))
 
 
 def _request(source: str, name: str, precision: str | None, execution_provider: str | None,
@@ -84,7 +88,8 @@ def _make_lora_ready(folder: Path) -> object:
     return make_lora_ready(folder)
 
 
-def _import_base(out: output.Output, request) -> None:  # noqa: ANN001 - core.importing.importer.ImportRequest
+def _import_base(out: output.Output, request) -> dict:  # noqa: ANN001 - core.importing.importer.ImportRequest
+    """Build and install the model; its result (the `--json` object) for the caller to show."""
     from agentic_onnx.cli.import_view import ImportProgressView
     from agentic_onnx.core.errors import ExitCode
     from agentic_onnx.core.importing.importer import import_model
@@ -104,10 +109,10 @@ def _import_base(out: output.Output, request) -> None:  # noqa: ANN001 - core.im
     out.note(f"Installed {name} ({format_bytes(manifest.size_bytes)}, {record.precision} for "
              f"{record.execution_provider}) in {record.build_seconds:.0f} s{peak}. "
              f"Run it with `agentic-onnx run --model {name} --task ...`.")
-    out.result({"id": manifest.id, "path": str(result.path),
+    return {"id": manifest.id, "path": str(result.path),
                 "size_bytes": manifest.size_bytes, "precision": record.precision,
                 "execution_provider": record.execution_provider,
                 "source": record.model_dump(mode="json", exclude={"files"}),
                 "source_files": len(record.files), "build_seconds": record.build_seconds,
                 "peak_rss_bytes": record.peak_rss_bytes,
-                "estimated_peak_bytes": result.budget.peak_memory_bytes}, str(result.path))
+                "estimated_peak_bytes": result.budget.peak_memory_bytes}

@@ -30,6 +30,7 @@ def serve_command(
     allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and the --host address always work; any other Host gets 403 (DNS-rebinding defence).")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages at ORIGIN (e.g. http://localhost:3000) call the server from a browser (repeatable; '*' for any). Requests from other origins get 403.")] = None,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body in MiB; a larger one gets 413 before it is read.")] = DEFAULT_MAX_BODY_MB,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Serve GET /metrics: request counts, tokens, TTFT, decode speed and queues in the Prometheus text format (needs the --api-key when there is one).")] = False,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -56,7 +57,7 @@ def serve_command(
     specs = _resolve_models(chat_names or ([] if embeddings else [None]))
     guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
     _run_server(specs, host, port, api_key, max_queue, settings.execution_provider,
-                settings.threads, guard, embeddings=embeddings)
+                settings.threads, guard, embeddings=embeddings, metrics=metrics)
 
 
 def _split_embedding_models(names: list[str], execution_provider: str, threads: Optional[int],
@@ -127,7 +128,7 @@ def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]
 
 def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_queue: int,
                 execution_provider: str, threads: Optional[int], guard,  # noqa: ANN001
-                embeddings=None) -> None:  # noqa: ANN001
+                embeddings=None, metrics: bool = False) -> None:  # noqa: ANN001
     import uvicorn
 
     from agentic_onnx.core.errors import UsageError
@@ -153,7 +154,7 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
                 "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
 
-    app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings)
+    app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings, metrics_on=metrics)
     server = uvicorn.Server(server_config(app, host, port))
     try:
         server.run()

@@ -3,6 +3,7 @@
 Models load on a thread once the server is up, so `/health` answers 503 until they are ready
 (and says why if loading failed). `/health` needs no API key; everything else does when the
 server was started with one, and without the key `/health` says only whether the server is up.
+`/metrics` (Prometheus text, server.metrics) exists only with `serve --metrics`.
 Every route is behind server.guard (Host, Origin, content type, body cap).
 """
 
@@ -21,7 +22,7 @@ from starlette.routing import Route
 
 from agentic_onnx.server import anthropic_api, embeddings_api, openai_api
 from agentic_onnx.server.guard import GuardConfig, RequestGuard
-from agentic_onnx.server.http import key_is_valid
+from agentic_onnx.server.http import ApiError, check_api_key, error_response, key_is_valid
 from agentic_onnx.server.pool import ModelPool
 
 
@@ -39,12 +40,24 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "models": pool.status()} if detailed else {"status": "ok"})
 
 
+async def metrics(request: Request) -> Response:
+    """The Prometheus text (server.metrics), for clients with the key when the server has one."""
+    try:
+        check_api_key(request, request.app.state.api_key, allow_x_api_key=True)
+    except ApiError as error:
+        return error_response(error, openai_api.error_body)
+    body, content_type = request.app.state.pool.metrics.render()
+    return Response(body, headers={"Content-Type": content_type})
+
+
 def create_app(pool: ModelPool, api_key: str | None = None,
                on_loaded: Callable[[ModelPool], None] | None = None,
-               guard: GuardConfig | None = None, embeddings: Any = None) -> Starlette:
+               guard: GuardConfig | None = None, embeddings: Any = None,
+               metrics_on: bool = False) -> Starlette:
     """The app; `on_loaded` runs on the loading thread once every model is loaded (or failed);
     `guard`: the request checks (default: bound to loopback, no CORS, a 10 MiB body cap);
-    `embeddings`: the served embedding models (server/embeddings_api.EmbeddingModels)."""
+    `embeddings`: the served embedding models (server/embeddings_api.EmbeddingModels);
+    `metrics_on`: serve `GET /metrics` (server.metrics; prometheus_client is imported only then)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,7 +86,12 @@ def create_app(pool: ModelPool, api_key: str | None = None,
         Route("/v1/messages", embeddings_api.no_chat_model if embeddings_only
               else anthropic_api.messages, methods=["POST"]),
         Route("/v1/embeddings", embeddings_api.embeddings, methods=["POST"]),
+        *([Route("/metrics", metrics, methods=["GET"])] if metrics_on else []),
     ], middleware=[Middleware(RequestGuard, config=guard or GuardConfig())], lifespan=lifespan)
+    if metrics_on:
+        from agentic_onnx.server.metrics import ServerMetrics
+
+        pool.metrics = ServerMetrics(pool)
     app.state.pool = pool
     app.state.api_key = api_key
     app.state.embeddings = embeddings

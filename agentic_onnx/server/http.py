@@ -150,8 +150,10 @@ def submit(pool: Any, request: ChatRequest, **job: Any) -> Job:
                        retry_after_s=1)
     try:
         return pool.worker_for(request.model).submit(
-            request, model_name=pool.served_name(request.model), **job)
+            request, model_name=pool.served_name(request.model), metrics=pool.metrics, **job)
     except QueueFullError as error:
+        if pool.metrics is not None:
+            pool.metrics.queue_full(pool.served_name(request.model), job.get("front_end", ""))
         raise ApiError(503, "overloaded_error",
                        "The model's queue is full; retry after the time in Retry-After.",
                        retry_after_s=error.retry_after_s) from None

@@ -65,11 +65,12 @@ class Job:
 
     def __init__(self, worker: ModelWorker, request: ChatRequest,
                  loop: asyncio.AbstractEventLoop, tenant: str = "",
-                 front_end: str = "serve", model_name: str = "") -> None:
+                 front_end: str = "serve", model_name: str = "", metrics: Any = None) -> None:
         self.request = request
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.front_end = front_end  # the usage log's command column
         self.model_name = model_name or worker.model_id  # what answers report (BASE:ADAPTER)
+        self.metrics = metrics  # server.metrics.ServerMetrics (serve --metrics), else None
         self.queued_at = time.perf_counter()
         self.answer_error: AgenticError | None = None  # set before the finished Response is put
         self.logged = False
@@ -215,6 +216,8 @@ class ModelWorker:
             log_local(job.front_end, response, outcome,
                       error.one_line() if error is not None else None, job.queued_at,
                       on_failure=_server_log.warning)
+            if job.metrics is not None:
+                job.metrics.request_done(job, response, outcome)
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ class ModelPool:
         self.workers: dict[str, ModelWorker] = {}
         self.error: AgenticError | None = None
         self.warnings: list[str] = []
+        self.metrics: Any = None  # server.metrics.ServerMetrics, set by create_app(metrics=True)
         self._ready = threading.Event()
 
     @property
