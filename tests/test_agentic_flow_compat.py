@@ -2,8 +2,8 @@
 its documented keys never fail a run, the ones we can honour are honoured, the rest are named
 in one warning; `config init` writes a starter; a provider skipped for want of a key says so.
 
-Every run goes through the real console script against the tiny fixture model and loopback
-fakes; nothing leaves the machine.
+Every run goes through the CLI (in process; the first through the real console script) against
+the tiny fixture model and loopback fakes; nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from agentic_onnx.router.config_lookup import load_config
 from agentic_onnx.router.execute import route_and_stream
 from agentic_onnx.router.rules import RouteFlags
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 from .fake_cloud import FakeOpenAI
 from .router_support import FAST_RETRY, TINY, write_config
 
@@ -99,7 +99,7 @@ def warning_lines(stderr: str) -> list[str]:
 
 def test_agentic_flows_router_config_runs_locally_and_names_the_unused_keys_once(hermetic_env):
     write_config(hermetic_env, agentic_flow_config(max_tokens=5), "router.config.json")
-    result = run_cli("--task", "Say hello.", "--json", env=NO_KEYS)
+    result = run_cli_process("--task", "Say hello.", "--json", env=NO_KEYS)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["provider"] == "onnx"

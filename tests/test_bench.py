@@ -1,5 +1,6 @@
-"""`onnx benchmark` and `onnx test` end to end on the tiny fixture models, through the console
-script. Tiny iteration counts keep this to seconds; no test asserts a timing."""
+"""`onnx benchmark` and `onnx test` end to end on the tiny fixture models, through the CLI (in
+process; the first test through the console script). Tiny iteration counts keep this to seconds;
+no test asserts a timing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from agentic_onnx.cli.bench_view import CSV_COLUMNS
 from agentic_onnx.core.bench.runs import METRICS, SCHEMA
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, run_cli, run_cli_process
 
 INT4 = str(MODELS / "tiny-phi3-int4")
 QWEN = str(MODELS / "tiny-qwen2-fp32")
@@ -25,7 +26,8 @@ def benchmark(*args: str):
 
 
 def test_json_report_follows_the_documented_schema():
-    result = benchmark("-m", INT4, "--prompt-tokens", "8,40", "--gen-tokens", "6", "--format", "json")
+    result = run_cli_process("onnx", "benchmark", *QUICK, "-m", INT4, "--prompt-tokens", "8,40",
+                             "--gen-tokens", "6", "--format", "json")  # its own process's memory
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress or notes when stderr is not a terminal
     report = json.loads(result.stdout)

@@ -8,7 +8,7 @@ import pytest
 
 from agentic_onnx.core.errors import ExitCode
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, run_cli, run_cli_process
 
 PHI3 = str(MODELS / "tiny-phi3-fp32")
 
@@ -25,7 +25,7 @@ def assert_clean_failure(result, code: int, *needles: str) -> None:
 
 
 def test_missing_model_path(tmp_path):
-    result = run_cli("run", "-m", str(tmp_path / "nope"), "-t", "hi")
+    result = run_cli_process("run", "-m", str(tmp_path / "nope"), "-t", "hi")
     assert_clean_failure(result, ExitCode.MODEL_NOT_FOUND, "not found")
 
 
@@ -95,7 +95,7 @@ def test_prompt_too_long_for_the_context():
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = run_cli("run", "-m", str(tmp_path / "nope"), "-t", "hi", "--debug")
+    result = run_cli_process("run", "-m", str(tmp_path / "nope"), "-t", "hi", "--debug")
     assert result.returncode == ExitCode.MODEL_NOT_FOUND  # the same code, with the traceback
     assert "Traceback" in result.stderr and "ModelNotFoundError" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("Error: ")

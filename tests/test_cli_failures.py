@@ -13,7 +13,7 @@ import pytest
 from agentic_onnx.cli.main import main
 from agentic_onnx.core.errors import ExitCode
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, run_cli_process
 from .fake_cloud import ok, status
 from .router_support import TINY, anthropic_fake, cloud_keys, hybrid_config, write_config  # noqa: F401
 
@@ -105,7 +105,7 @@ def test_threshold_violation_with_json_prints_the_report_inside_one_error_object
 
 
 def test_console_script_exits_with_the_code_main_returns(tmp_path):
-    result = run_cli("run", "-m", str(tmp_path / "missing"), "-t", "hi", "--json")
+    result = run_cli_process("run", "-m", str(tmp_path / "missing"), "-t", "hi", "--json")
     assert result.returncode == ExitCode.MODEL_NOT_FOUND
     assert error_object(result.stdout)["error"]["exit_code"] == ExitCode.MODEL_NOT_FOUND
     assert "Traceback" not in result.stderr

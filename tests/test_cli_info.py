@@ -11,11 +11,11 @@ import pytest
 from agentic_onnx.core.machine.genai_build import swap_command
 from agentic_onnx.core.machine.system_report import genai_build_advice, hardware_target
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 
 
 def test_info_json_schema_and_values_match_the_machine():
-    result = run_cli("onnx", "info", "--json")
+    result = run_cli_process("onnx", "info", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     for key in ("cpu", "memory", "gpus", "execution_providers", "platform", "packages"):

@@ -1,4 +1,5 @@
-"""`run` and the root form through the installed console script, as users and scripts see it."""
+"""`run` and the root form as users and scripts see them: stdin and stdout are pipes. Most tests
+run the CLI in process (`run_cli`); the first goes through the installed console script."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from .conftest import MODELS, expected_cases, run_cli
+from .conftest import MODELS, expected_cases, run_cli, run_cli_process
 
 ANSI = re.compile(r"\x1b\[")
 PHI3 = str(MODELS / "tiny-phi3-fp32")
@@ -17,7 +18,7 @@ TASK = CASE["messages"][0]["content"]
 
 
 def test_piped_output_is_the_plain_streamed_text_without_escape_codes():
-    result = run_cli("run", "--model", str(MODELS / MODEL), "--task", TASK, "--max-tokens", "24")
+    result = run_cli_process("run", "--model", str(MODELS / MODEL), "--task", TASK, "--max-tokens", "24")
     assert result.returncode == 0, result.stderr
     assert result.stdout == CASE["text"] + "\n"
     assert not ANSI.search(result.stdout) and not ANSI.search(result.stderr)

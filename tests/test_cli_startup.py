@@ -11,7 +11,7 @@ import pytest
 
 HEAVY = ("onnxruntime_genai", "onnxruntime", "huggingface_hub", "pynvml", "cpuinfo", "httpx", "httpx2",
          "anthropic", "openai", "torch", "numpy", "starlette", "uvicorn", "jsonschema", "tokenizers",
-         "transformers", "gguf", "onnx", "peft")
+         "transformers", "gguf", "onnx", "peft", "prometheus_client")
 
 PROBE = """
 import json, sys

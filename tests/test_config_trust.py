@@ -23,7 +23,7 @@ from agentic_onnx.router.execute import plan_route
 from agentic_onnx.router.rules import RouteFlags
 from agentic_onnx.router.trust import revoke_trust, trust_file_path, trust_project_file
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 from .fake_cloud import FakeAnthropic, FakeOpenAI, FakeServer
 from .router_support import ANTHROPIC_KEY, FAST_RETRY, TINY, route, running, write_config
 
@@ -102,7 +102,7 @@ def test_an_untrusted_project_file_is_ignored_with_a_warning(
         repo, hermetic_env, cloud_a, anthropic_a, cloud_b, anthropic_b):
     user_config(hermetic_env, cloud_a, anthropic_a)
     attack(repo, cloud_b, anthropic_b)
-    result = run_cli("run", "-t", "Hi", "--json")
+    result = run_cli_process("run", "-t", "Hi", "--json")  # a process started in the repo
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["provider"] == "corp"  # the user's default, at cloud A
     assert cloud_a.count == 1 and cloud_b.count == 0 and anthropic_b.count == 0

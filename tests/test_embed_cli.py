@@ -1,5 +1,5 @@
-"""`agentic-onnx embed` as a user runs it (the console script, pipes), and the store operations
-on an embedding entry through the loopback fake hub."""
+"""`agentic-onnx embed` as a user runs it (pipes; in process, and once through the console
+script), and the store operations on an embedding entry through the loopback fake hub."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from agentic_onnx.core.errors import ExitCode
 from agentic_onnx.core.paths import store_dir
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, run_cli, run_cli_process
 from .fake_hub import FakeHub, hub  # noqa: F401 - `hub` is a fixture
 
 FOLDER = MODELS / "tiny-bert-embed"
@@ -30,7 +30,7 @@ def last_error(stderr: str) -> str:
 
 def test_arguments_give_one_vector_per_line():
     texts = [CASES[0]["text"], CASES[1]["text"], CASES[2]["text"]]
-    result = run_cli("embed", "--model", str(FOLDER), "--threads", "1", *texts)
+    result = run_cli_process("embed", "--model", str(FOLDER), "--threads", "1", *texts)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3

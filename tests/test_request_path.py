@@ -202,7 +202,7 @@ def test_run_chat_serve_and_onnx_benchmark_load_with_the_configs_ep_and_threads(
         return real_load(folder, execution_provider, threads, **kwargs)
 
     def load_pool(specs, host, port, api_key, max_queue, execution_provider, threads, guard,
-                  embeddings=None):  # noqa: ANN001 - serve's pool, loaded without the HTTP part
+                  **_):  # noqa: ANN001, ANN003 - serve's pool, loaded without the HTTP part
         from agentic_onnx.server.pool import ModelPool
 
         pool = ModelPool(specs, execution_provider, threads, max_queue)

@@ -1,4 +1,5 @@
-"""The router through the real console script: `run` JSON, missing keys, key redaction, lazy imports."""
+"""The router through the CLI (in process, and through the real console script where the process
+matters): `run` JSON, missing keys, key redaction, lazy imports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from agentic_onnx.core.errors import ExitCode
 from agentic_onnx.router.secrets import redact, register_secret
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 from .fake_cloud import Behaviour
 from .router_support import (  # noqa: F401 - fixtures
     ANTHROPIC_KEY,
@@ -30,7 +31,7 @@ def test_run_json_has_route_and_attempts(tmp_path, anthropic_fake, openrouter_fa
     config = write_config(tmp_path, hybrid_config(anthropic_fake, openrouter_fake))
     anthropic_fake.script(Behaviour("status", status=503))
     anthropic_fake.default = Behaviour("status", status=503)
-    result = run_cli("--config", str(config), "--task", "Hi", "--json", env=KEYS)
+    result = run_cli_process("--config", str(config), "--task", "Hi", "--json", env=KEYS)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["provider"], data["model"], data["text"]) == \
@@ -63,7 +64,8 @@ def test_keys_never_appear_in_output_errors_logs_or_tracebacks(tmp_path, anthrop
     data["providers"]["anthropic"]["apiKey"] = WRONG_KEY  # a literal key in the file
     anthropic_fake.default = Behaviour("ok", echo_key=True)  # the 401 body echoes the key back
     config = write_config(tmp_path, data)
-    result = run_cli("--provider", "anthropic", "--config", str(config), "--task", "Hi", *extra)
+    run = run_cli_process if extra == ["--debug"] else run_cli  # a real process's traceback too
+    result = run("--provider", "anthropic", "--config", str(config), "--task", "Hi", *extra)
     assert anthropic_fake.count == 1  # a 401 is not retried
     assert "HTTP 401" in result.stderr
     if "--debug" in extra:

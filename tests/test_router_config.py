@@ -15,7 +15,7 @@ from agentic_onnx.router.config_view import redacted
 from agentic_onnx.router.errors import ConfigError
 from agentic_onnx.router.usage import usage_db_path
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 from .fake_cloud import FakeOpenAI, status
 from .router_support import ANTHROPIC_KEY, write_config
 
@@ -179,7 +179,7 @@ def test_config_commands(tmp_path, monkeypatch):
     assert valid.returncode == 0 and f"OK: {good}" in valid.stdout
     assert "openrouter: no API key (OPENROUTER_API_KEY" in valid.stderr
 
-    invalid = run_cli("--config", str(bad), "config", "validate")
+    invalid = run_cli_process("--config", str(bad), "config", "validate")  # the real script
     assert invalid.returncode == ExitCode.USAGE_ERROR
     assert str(bad) in invalid.stderr and "routing.mode" in invalid.stderr
     assert "Traceback" not in invalid.stderr

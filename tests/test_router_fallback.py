@@ -224,14 +224,14 @@ def test_an_http_date_retry_after_is_honoured():
 def test_retry_after_soon_through_the_console_script(tmp_path, anthropic_fake, openrouter_fake):
     from agentic_onnx.core.errors import ExitCode
 
-    from .conftest import run_cli
+    from .conftest import run_cli, run_cli_process
     from .router_support import ANTHROPIC_KEY, OPENROUTER_KEY
 
     keys = {"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "OPENROUTER_API_KEY": OPENROUTER_KEY}
     data = hybrid_config(anthropic_fake, openrouter_fake, fallbackChain=["anthropic", "openrouter"])
     config = str(write_config(tmp_path, data))
     anthropic_fake.default = status(429, retry_after="soon")
-    result = run_cli("run", "--config", config, "--task", "Hi", env=keys)
+    result = run_cli_process("run", "--config", config, "--task", "Hi", env=keys)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Hello from the cloud." and "Traceback" not in result.stderr
     assert (anthropic_fake.count, openrouter_fake.count) == (3, 1)

@@ -17,7 +17,7 @@ from agentic_onnx.core.errors import (
 )
 from agentic_onnx.core.paths import store_dir
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_process
 from .fake_hub import install_fixture
 
 
@@ -115,7 +115,7 @@ def test_format_bytes():
 
 def test_list_verify_remove_through_the_console_script():
     folder = install_fixture("phi-3-mini-4k-cpu", "tiny-phi3-int4")
-    listed = json.loads(run_cli("onnx", "list", "--json").stdout)
+    listed = json.loads(run_cli_process("onnx", "list", "--json").stdout)
     assert [(m["id"], m["path"], m["revision"]) for m in listed] == [
         ("phi-3-mini-4k-cpu", str(folder), "main")]
     assert listed[0]["size_bytes"] == sum(p.stat().st_size for p in folder.iterdir())
@@ -124,11 +124,11 @@ def test_list_verify_remove_through_the_console_script():
     assert result.returncode == 0 and "6 files OK" in result.stdout
 
     (folder / "genai_config.json").write_text("{}")
-    result = run_cli("onnx", "verify", "phi-3-mini-4k-cpu")
+    result = run_cli_process("onnx", "verify", "phi-3-mini-4k-cpu")
     assert result.returncode == ExitCode.VERIFICATION_FAILED
     assert "genai_config.json" in result.stderr and "Traceback" not in result.stderr
 
-    result = run_cli("onnx", "remove", "phi-3-mini-4k-cpu")  # not a terminal: no question
+    result = run_cli_process("onnx", "remove", "phi-3-mini-4k-cpu")  # not a terminal: no question
     assert result.returncode == 0, result.stderr
     assert not folder.exists()
     assert json.loads(run_cli("onnx", "list", "--json").stdout) == []

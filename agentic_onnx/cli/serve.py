@@ -19,6 +19,7 @@ from agentic_onnx.cli.options import ExecutionProviderOpt, ThreadsOpt, complete_
 DEFAULT_PORT = 8080
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_BODY_MB = 10.0  # agentic_onnx.server.guard's default, kept here so --help imports no server
+DEFAULT_KV_CACHE_SLOTS = 4  # core.generation.kv_budget.DEFAULT_KV_SLOTS, kept here for the same reason
 
 
 def serve_command(
@@ -30,6 +31,9 @@ def serve_command(
     allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and the --host address always work; any other Host gets 403 (DNS-rebinding defence).")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages at ORIGIN (e.g. http://localhost:3000) call the server from a browser (repeatable; '*' for any). Requests from other origins get 403.")] = None,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body in MiB; a larger one gets 413 before it is read.")] = DEFAULT_MAX_BODY_MB,
+    kv_cache_slots: Annotated[int, typer.Option("--kv-cache-slots", metavar="N", help="Conversations whose KV cache each model keeps between requests (a request continuing one computes only its new tokens); the least recently used is evicted. 1: one cache per model.")] = DEFAULT_KV_CACHE_SLOTS,
+    kv_cache_mb: Annotated[Optional[float], typer.Option("--kv-cache-mb", metavar="MB", help="Memory the kept KV caches of each model may use, in MiB (fewer slots are kept when they do not fit; one always is). Default: half the memory available once the models are loaded, shared by the models.")] = None,
+    route: Annotated[bool, typer.Option("--route", help="Send requests for models not served here through the router (the config's rules, privacy guarantee, fallback and usage log; x-agentic-* headers carry routing facts: docs/serving.md) instead of answering 404. Off the loopback address it needs --api-key.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Serve GET /metrics: request counts, tokens, TTFT, decode speed and queues in the Prometheus text format (needs the --api-key when there is one).")] = False,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
@@ -43,8 +47,16 @@ def serve_command(
         raise UsageError(f"Invalid value for --max-queue: {max_queue} is not between 0 and 10000.")
     if not 0 < max_body_mb <= 4096:
         raise UsageError(f"Invalid value for --max-body-mb: {max_body_mb:g} is not above 0 and at most 4096.")
+    if not 1 <= kv_cache_slots <= 256:
+        raise UsageError(f"Invalid value for --kv-cache-slots: {kv_cache_slots} is not between 1 and 256.")
+    if kv_cache_mb is not None and not kv_cache_mb > 0:
+        raise UsageError(f"Invalid value for --kv-cache-mb: {kv_cache_mb:g} is not above 0.")
     if api_key is not None and not api_key.strip():
         raise UsageError("The --api-key is empty.", "Pass a non-empty key, or leave --api-key out.")
+    if route and not _is_loopback(host) and api_key is None:
+        raise UsageError(f"--route on {host} without --api-key would let anyone who can reach "
+                         "this machine spend your cloud providers' keys.",
+                         "Add --api-key KEY, or listen on 127.0.0.1.")
     if not _is_loopback(host) and api_key is None:
         output.current().warning(f"Listening on {host} without --api-key: anyone who can "
                                  "reach this machine can use the models.")
@@ -57,7 +69,8 @@ def serve_command(
     specs = _resolve_models(chat_names or ([] if embeddings else [None]))
     guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
     _run_server(specs, host, port, api_key, max_queue, settings.execution_provider,
-                settings.threads, guard, embeddings=embeddings, metrics=metrics)
+                settings.threads, guard, embeddings=embeddings, metrics=metrics, route=route,
+                kv_cache=(kv_cache_slots, kv_cache_mb))
 
 
 def _split_embedding_models(names: list[str], execution_provider: str, threads: Optional[int],
@@ -128,14 +141,15 @@ def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]
 
 def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_queue: int,
                 execution_provider: str, threads: Optional[int], guard,  # noqa: ANN001
-                embeddings=None, metrics: bool = False) -> None:  # noqa: ANN001
+                embeddings=None, metrics: bool = False, route: bool = False,  # noqa: ANN001
+                kv_cache: tuple[int, Optional[float]] = (DEFAULT_KV_CACHE_SLOTS, None)) -> None:
     import uvicorn
 
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.server.app import create_app, server_config
     from agentic_onnx.server.pool import ModelPool
 
-    pool = ModelPool(specs, execution_provider, threads, max_queue)
+    pool = ModelPool(specs, execution_provider, threads, max_queue, *kv_cache)
 
     def on_loaded(loaded: ModelPool) -> None:
         for message in loaded.warnings:
@@ -154,7 +168,8 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
                 "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
 
-    app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings, metrics_on=metrics)
+    app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings, metrics_on=metrics,
+                     route_in_flight=max(1, max_queue) if route else 0)
     server = uvicorn.Server(server_config(app, host, port))
     try:
         server.run()

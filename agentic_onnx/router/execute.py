@@ -85,11 +85,14 @@ def route_and_stream(
     sleep: Callable[[float], None] = time.sleep,
     command: str = "run",
     fallback: bool = True,
+    local_provider: Callable[[str], Provider] | None = None,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
     (default: core.models.resolve.resolve_model; the CLI passes its own to offer downloads).
     Every candidate gets the same request, with its own model and option defaults; each sends
-    tools and response formats in its own mechanism."""
+    tools and response formats in its own mechanism. `local_provider` answers the candidates of
+    local model kinds instead of an in-process model (`serve --route`: the server's own
+    workers)."""
     # Every notice may quote a server (a fallback's reason): redacted on the way out.
     notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda message: None)
     loaded, decision = plan_route(request, flags, config_path, notice)
@@ -101,7 +104,11 @@ def route_and_stream(
     providers: dict[str, Provider] = {}
 
     def provider_for(name: str) -> Provider:
-        if name not in providers:
+        if name in providers:
+            return providers[name]
+        if local_provider is not None and loaded.config.provider_class(name).catalog_models:
+            providers[name] = local_provider(name)
+        else:
             providers[name] = build_provider(loaded, name, execution_provider=execution_provider,
                                              threads=threads, resolve=resolve_local)
         return providers[name]

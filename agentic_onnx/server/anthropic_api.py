@@ -40,10 +40,12 @@ from agentic_onnx.server.http import (
     parse_body,
     remote_image_refused,
     rest_of,
+    routes,
     sse,
-    submit,
+    start_job,
     tenant,
 )
+from agentic_onnx.server.routing import answered_by
 
 
 class _TextBlock(BaseModel):
@@ -105,22 +107,26 @@ async def messages(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        check_model(state.pool, body.model)
-        chat = await run_in_threadpool(_prepare, body, state.pool)
+        routed = routes(request, body.model)
+        if not routed:
+            check_model(state.pool, body.model)
+        chat = await run_in_threadpool(_prepare, body, state.pool, routed)
         user = body.metadata.user_id if body.metadata else None
-        job = submit(state.pool, chat, front_end="serve:anthropic",
-                     tenant=tenant(request, state.api_key, body.cache_salt, user))
+        job = start_job(request, chat, "serve:anthropic",
+                        tenant(request, state.api_key, body.cache_salt, user))
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
                "model": job.model_name}
     if body.stream:
-        return EventStream(_events(job, first, message, eager_text=not body.tools), job)
+        return EventStream(_events(job, first, message, eager_text=not body.tools), job,
+                           answered_by(job))
     try:
         answer = await collect(job, request)
     except ApiError as error:
         return error_response(error, error_body)
+    message["model"] = answer.model or message["model"]
     uses = _tool_uses(answer)
     content = ([{"type": "text", "text": answer.text}] if answer.text or not uses else []) + uses
     stop_reason, stop_sequence = _stop(answer)
@@ -129,13 +135,18 @@ async def messages(request: Request) -> Response:
     if job.answer_error is not None:  # the answer is kept beside the error, nothing is lost
         error = api_error(job.answer_error)
         return JSONResponse({**error_body(error.status, error.kind, error.message, None),
-                             "message": reply}, status_code=error.status)
-    return JSONResponse(reply)
+                             "message": reply}, status_code=error.status,
+                            headers=answered_by(job))
+    return JSONResponse(reply, headers=answered_by(job))
 
 
-def _prepare(body: MessagesRequest, pool: Any) -> ChatRequest:
-    """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
+def _prepare(body: MessagesRequest, pool: Any, routed: bool = False) -> ChatRequest:
+    """The request as the pool (or the router) takes it (on a worker thread: images decode,
+    grammars compile)."""
     chat, options, images = _to_engine(body)
+    if routed:
+        return ChatRequest.of(chat, options=options, images=images, model=body.model,
+                              **_answer(body))
     check_vision(pool, body.model, images)
     return ChatRequest.of(chat, options=options, images=images, model=body.model,
                           adapter=pool.adapter_for(body.model), **_answer(body))

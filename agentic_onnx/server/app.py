@@ -53,11 +53,13 @@ async def metrics(request: Request) -> Response:
 def create_app(pool: ModelPool, api_key: str | None = None,
                on_loaded: Callable[[ModelPool], None] | None = None,
                guard: GuardConfig | None = None, embeddings: Any = None,
-               metrics_on: bool = False) -> Starlette:
+               metrics_on: bool = False, route_in_flight: int = 0) -> Starlette:
     """The app; `on_loaded` runs on the loading thread once every model is loaded (or failed);
     `guard`: the request checks (default: bound to loopback, no CORS, a 10 MiB body cap);
     `embeddings`: the served embedding models (server/embeddings_api.EmbeddingModels);
-    `metrics_on`: serve `GET /metrics` (server.metrics; prometheus_client is imported only then)."""
+    `metrics_on`: serve `GET /metrics` (server.metrics; prometheus_client is imported only then);
+    `route_in_flight` > 0: `serve --route` (server.routing), at most that many routed requests
+    at once."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -95,6 +97,11 @@ def create_app(pool: ModelPool, api_key: str | None = None,
     app.state.pool = pool
     app.state.api_key = api_key
     app.state.embeddings = embeddings
+    app.state.route = None
+    if route_in_flight > 0:
+        from agentic_onnx.server.routing import RouteGate
+
+        app.state.route = RouteGate(route_in_flight)
     return app
 
 

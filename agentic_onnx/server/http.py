@@ -132,6 +132,25 @@ def _too_deep() -> ApiError:
                     f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
 
 
+def routes(request: Request, model: str | None) -> bool:
+    """Whether the request goes through the router (`serve --route`, a model not served here)."""
+    state = request.app.state
+    return getattr(state, "route", None) is not None and not state.pool.serves(model)
+
+
+def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str) -> Any:
+    """The request's job: the model's worker, or (a model not served here, `--route`) the
+    router; the job's items are the same either way."""
+    if routes(request, chat.model):
+        from agentic_onnx.server import routing
+
+        try:
+            return routing.start(request, chat, front_end, tenant)
+        except AgenticError as error:
+            raise api_error(error) from None
+    return submit(request.app.state.pool, chat, front_end=front_end, tenant=tenant)
+
+
 def check_model(pool: Any, model: str | None) -> None:
     """A model name this server does not serve is a 404 (never answered by another model)."""
     from agentic_onnx.server.pool import ModelNotServedError
@@ -269,9 +288,11 @@ class EventStream(StreamingResponse):
     """Server-sent events that stop the job as soon as the client disconnects, whatever ASGI
     version the server speaks (Starlette watches only on writes for ASGI 2.4)."""
 
-    def __init__(self, content: AsyncIterator[str], job: Job) -> None:
+    def __init__(self, content: AsyncIterator[str], job: Job,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                  **(headers or {})})
         self._job = job
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -4,9 +4,10 @@ Each app has a `CollectorRegistry` of its own (never prometheus_client's global 
 and several apps in one process do not collide. What is counted where:
 
 - one `request_done` per finished request, from the usage-row hook of server.pool
-  (`ModelWorker._log`): its outcome (`ok`, `invalid`, `error`, `interrupted`), its tokens, and its
-  TTFT (from queueing, as the usage row's) and decode rate, read from the request's core
-  `Response`; a few counter and histogram updates per request, nothing per token;
+  (`ModelWorker._log`): its outcome (`ok`, `invalid`, `error`, `interrupted`), its tokens, and,
+  for a generation that ran to its end (`ok`, `invalid`), its TTFT (from queueing, as the usage
+  row's) and decode rate, read from the request's core `Response`; a few counter and histogram
+  updates per request, nothing per token;
 - one `queue_full` per 503 for a full queue (server.http.submit);
 - the queues (running, waiting, capacity, cancelled) and the loaded models at scrape time from
   `ModelPool.status()`, the numbers `/health` shows, so the two always agree.
@@ -105,6 +106,8 @@ class ServerMetrics:
             self.prompt_tokens.labels(*labels).inc(usage.prompt_tokens)
             self.cached_tokens.labels(*labels).inc(usage.cached_tokens)
             self.completion_tokens.labels(*labels).inc(usage.completion_tokens)
+        if outcome not in ("ok", "invalid"):  # the histograms are of finished generations
+            return
         timings, started = response.timings, response.started_at
         if timings.ttft_ms is not None and started is not None:
             waited_s = max(started - job.queued_at, 0.0)

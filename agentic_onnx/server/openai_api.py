@@ -39,10 +39,12 @@ from agentic_onnx.server.http import (
     parse_body,
     remote_image_refused,
     rest_of,
+    routes,
     sse,
-    submit,
+    start_job,
     tenant,
 )
+from agentic_onnx.server.routing import answered_by
 
 ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 503: "server_error"}
 
@@ -113,18 +115,21 @@ async def chat_completions(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        check_model(state.pool, body.model)
-        chat = await run_in_threadpool(_prepare, body, state.pool)
-        job = submit(state.pool, chat, front_end="serve:openai",
-                     tenant=tenant(request, state.api_key, body.cache_salt, body.user,
-                                   body.prompt_cache_key))
+        routed = routes(request, body.model)
+        if not routed:
+            check_model(state.pool, body.model)
+        chat = await run_in_threadpool(_prepare, body, state.pool, routed)
+        job = start_job(request, chat, "serve:openai",
+                        tenant(request, state.api_key, body.cache_salt, body.user,
+                               body.prompt_cache_key))
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventStream(_chunks(job, first, completion_id, include_usage), job)
+        return EventStream(_chunks(job, first, completion_id, include_usage), job,
+                           answered_by(job))
     try:
         answer = await collect(job, request)
     except ApiError as error:
@@ -134,13 +139,18 @@ async def chat_completions(request: Request) -> Response:
         error = api_error(job.answer_error)
         return JSONResponse({**error_body(error.status, error.kind, error.message, "response_format"
                                           if chat.response_format else "tools"),
-                             "completion": completion}, status_code=error.status)
-    return JSONResponse(completion)
+                             "completion": completion}, status_code=error.status,
+                            headers=answered_by(job))
+    return JSONResponse(completion, headers=answered_by(job))
 
 
-def _prepare(body: ChatCompletionRequest, pool: Any) -> ChatRequest:
-    """The request as the pool takes it (on a worker thread: images decode, grammars compile)."""
-    messages, options, images = _to_engine(body, pool)
+def _prepare(body: ChatCompletionRequest, pool: Any, routed: bool = False) -> ChatRequest:
+    """The request as the pool (or the router) takes it (on a worker thread: images decode,
+    grammars compile)."""
+    messages, options, images = _to_engine(body, pool if not routed else None)
+    if routed:
+        return ChatRequest.of(messages, options=options, images=images, model=body.model,
+                              **_answer(body))
     check_vision(pool, body.model, images)
     return ChatRequest.of(messages, options=options, images=images, model=body.model,
                           adapter=pool.adapter_for(body.model), **_answer(body))
@@ -161,7 +171,7 @@ def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, s
             messages[-1]["tool_call_id"] = message.tool_call_id
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens is None and pool.ready:
+    if max_tokens is None and pool is not None and pool.ready:
         max_tokens = pool.worker_for(body.model).model.folder.context_length
     try:
         options = GenerationOptions(**{name: value for name, value in {

@@ -11,11 +11,11 @@ consumed through a core `Response`, as the CLI consumes it. The client's queue g
 events, then the finished `Response` (its answer checked against the request: `Job.answer_error`)
 or the `AgenticError` the request ended in; the dialect modules only translate those.
 
-Each worker's LocalGeneration keeps the KV cache, so a request that repeats the previous
-conversation (agents resend the whole history every turn) feeds the model only its new tokens.
-The cache belongs to one tenant at a time (`Job.tenant`, see server.http.tenant): a request from
-another tenant starts from an empty cache, so neither its `cached_tokens` nor its speed can tell
-it anything about another client's prompt.
+Each worker's LocalGeneration keeps the KV caches of several conversations (`kv_slots`, within
+a memory budget: core.generation.prefix_cache), so a request that continues one of them (agents
+resend the whole history every turn) feeds the model only its new tokens. Each slot belongs to
+one tenant (`Job.tenant`, see server.http.tenant): a request reuses only its own tenant's slots,
+so neither its `cached_tokens` nor its speed can tell it anything about another client's prompt.
 
 No web framework here: the HTTP layer hands us requests and reads events back through an
 asyncio queue.
@@ -29,7 +29,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +61,15 @@ WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
 
 
 class Job:
-    """One request's place in a worker: the events come back on `next_item`."""
+    """One request's place in a worker: the events come back on `next_item` (an HTTP client's
+    request), or through `deliver` (a routed request's local candidate, on the router's thread)."""
+
+    provider = "onnx"
 
     def __init__(self, worker: ModelWorker, request: ChatRequest,
-                 loop: asyncio.AbstractEventLoop, tenant: str = "",
-                 front_end: str = "serve", model_name: str = "", metrics: Any = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, tenant: str = "",
+                 front_end: str = "serve", model_name: str = "", metrics: Any = None,
+                 log: bool = True, deliver: Callable[[Any], None] | None = None) -> None:
         self.request = request
         self.tenant = tenant  # who may reuse this request's KV cache (server.http.tenant)
         self.front_end = front_end  # the usage log's command column
@@ -73,13 +77,15 @@ class Job:
         self.metrics = metrics  # server.metrics.ServerMetrics (serve --metrics), else None
         self.queued_at = time.perf_counter()
         self.answer_error: AgenticError | None = None  # set before the finished Response is put
-        self.logged = False
+        self.logged = not log  # a routed request's row (and metrics) are the router's
         self.state = WAITING
         self._worker = worker
         self._loop = loop
-        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._deliver = deliver
+        self._items: asyncio.Queue[Any] | None = asyncio.Queue() if deliver is None else None
 
     async def next_item(self) -> Any:
+        assert self._items is not None
         return await self._items.get()
 
     def cancel(self) -> None:
@@ -91,8 +97,11 @@ class Job:
         return self.state == CANCELLED
 
     def put(self, item: Any) -> None:
+        if self._deliver is not None:
+            self._deliver(item)
+            return
         try:
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)  # type: ignore[union-attr]
         except RuntimeError:  # the event loop is closed: the server is stopping
             self.state = CANCELLED
 
@@ -100,13 +109,16 @@ class Job:
 class ModelWorker:
     """One model, one thread, one generation at a time."""
 
-    def __init__(self, model_id: str, model: Any, max_queue: int) -> None:
+    def __init__(self, model_id: str, model: Any, max_queue: int, kv_slots: int = 1,
+                 kv_budget_bytes: int | None = None) -> None:
+        """`kv_slots`, `kv_budget_bytes`: the conversations whose KV caches the model keeps,
+        and their memory (core.generation.prefix_cache)."""
         from agentic_onnx.core.generation.local import LocalGeneration
 
         self.model_id = model_id
         self.model = model
         self.max_queue = max_queue
-        self.local = LocalGeneration(model)
+        self.local = LocalGeneration(model, slots=kv_slots, kv_budget_bytes=kv_budget_bytes)
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
@@ -118,8 +130,10 @@ class ModelWorker:
 
     def submit(self, request: ChatRequest, **job: Any) -> Job:
         """Queue a request, or raise QueueFullError when `max_queue` already wait. `job`: the
-        Job's tenant, front_end and model_name."""
-        queued = Job(self, request, asyncio.get_running_loop(), **job)
+        Job's tenant, front_end, model_name, metrics, log and deliver (without `deliver`, the
+        items go to the running event loop's queue)."""
+        loop = asyncio.get_running_loop() if job.get("deliver") is None else None
+        queued = Job(self, request, loop, **job)
         with self._lock:
             if self._admitted >= self.max_queue + 1:
                 raise QueueFullError(self._retry_after())
@@ -139,7 +153,7 @@ class ModelWorker:
         with self._lock:
             return {"id": self.model_id, "running": self._running,
                     "waiting": self._admitted - self._running, "max_queue": self.max_queue,
-                    "cancelled": self._cancelled}
+                    "cancelled": self._cancelled, "kv_cache": self.local.kv_usage()}
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -246,15 +260,23 @@ class ModelPool:
     model not served here is refused (ModelNotServedError)."""
 
     def __init__(self, specs: Sequence[ModelSpec], execution_provider: str = "auto",
-                 threads: int | None = None, max_queue: int = 16) -> None:
+                 threads: int | None = None, max_queue: int = 16, kv_slots: int | None = None,
+                 kv_cache_mb: float | None = None) -> None:
+        """`kv_slots`: conversations kept per model (default core.generation.kv_budget's);
+        `kv_cache_mb`: their KV caches' memory per model (default: half the memory available
+        once the models are loaded, shared by the models)."""
+        from agentic_onnx.core.generation.kv_budget import DEFAULT_KV_SLOTS
+
         self.specs = list(specs)
         self.execution_provider = execution_provider
         self.threads = threads
         self.max_queue = max_queue
+        self.kv_slots = kv_slots or DEFAULT_KV_SLOTS
+        self.kv_cache_mb = kv_cache_mb
         self.workers: dict[str, ModelWorker] = {}
         self.error: AgenticError | None = None
         self.warnings: list[str] = []
-        self.metrics: Any = None  # server.metrics.ServerMetrics, set by create_app(metrics=True)
+        self.metrics: Any = None  # server.metrics.ServerMetrics, set by create_app(metrics_on=True)
         self._ready = threading.Event()
 
     @property
@@ -265,11 +287,18 @@ class ModelPool:
         """Load every model (blocking; `serve` runs it on a thread)."""
         from agentic_onnx.core.generation.engine import load_model
 
+        from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
+
         try:
+            models = []
             for spec in self.specs:
-                loaded = load_model(spec.folder, self.execution_provider, self.threads)
-                self.warnings.extend(loaded.warnings)
-                self.workers[spec.model_id] = ModelWorker(spec.model_id, loaded, self.max_queue)
+                models.append(load_model(spec.folder, self.execution_provider, self.threads))
+                self.warnings.extend(models[-1].warnings)
+            for spec, loaded in zip(self.specs, models):  # the budget, once all are loaded
+                budget = int(self.kv_cache_mb * MIB) if self.kv_cache_mb else \
+                    default_budget_bytes(loaded.execution_provider, len(models))
+                self.workers[spec.model_id] = ModelWorker(spec.model_id, loaded, self.max_queue,
+                                                          self.kv_slots, budget)
         except AgenticError as error:
             self.error = error
         finally:
@@ -288,6 +317,14 @@ class ModelPool:
                                       and adapter in dict(spec.adapters)):
                 return spec
         raise ModelNotServedError(name, self.served_ids())
+
+    def serves(self, name: str | None) -> bool:
+        """Whether `name` (an id, alias or BASE:ADAPTER; none: the first model) is served here."""
+        try:
+            self.spec_for(name)
+        except ModelNotServedError:
+            return False
+        return bool(self.specs)
 
     def served_ids(self) -> list[str]:
         """What /v1/models lists: each model, then each of its adapters as BASE:ADAPTER."""

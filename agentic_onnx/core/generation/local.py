@@ -4,9 +4,10 @@
 provider of the router, `chat`, `serve`):
 - the dispatch: images (core.generation.vision), tools (core.answers.tools: constrained
   decoding, calls read back), a schema (core.answers.structured's guidance), or plain text;
-- the KV cache kept between requests (core.generation.conversation.PrefixCache), reused only
-  within one tenant and never across LoRA adapters, or reset before each request
-  (`keep_prefix=False`: one-shot runs and benchmarks measure a whole prefill);
+- the KV caches kept between requests (core.generation.prefix_cache.PrefixCache): one slot per
+  conversation (`slots`, within a memory budget: core.generation.kv_budget), each reused only
+  within one tenant and never across LoRA adapters; or none (`keep_prefix=False`: one-shot runs
+  and benchmarks measure a whole prefill);
 - the LoRA adapter a request names, resolved once per name;
 - what the stream reports about the prompt: `FirstToken` and `Usage` carry how many prompt
   tokens came from the cache (`cached_tokens`).
@@ -17,6 +18,7 @@ Not thread-safe, like the model: one generation at a time per instance.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,17 +33,20 @@ if TYPE_CHECKING:
 
 
 class LocalGeneration:
-    """One loaded model, one KV cache, one entry for every kind of request."""
+    """One loaded model, its kept KV caches, one entry for every kind of request."""
 
     def __init__(self, model: LoadedModel, *, keep_prefix: bool = True,
-                 reseed_each_request: bool = True) -> None:
-        """`keep_prefix`: reuse the cached prefix of the previous request (agents resend the whole
+                 reseed_each_request: bool = True, slots: int = 1,
+                 kv_budget_bytes: int | None = None) -> None:
+        """`keep_prefix`: reuse the cached prefix of earlier requests (agents resend the whole
         history every turn); `reseed_each_request`: see PrefixCache (a conversation keeps one
-        random stream for the whole session)."""
+        random stream for the whole session); `slots` and `kv_budget_bytes`: how many
+        conversations' KV caches are kept, within how many bytes (PrefixCache; one slot: a
+        single conversation, as `chat` keeps)."""
         self.model = model
         self.keep_prefix = keep_prefix
-        self.cache = PrefixCache(model, reseed_each_request)
-        self._tenant = ""
+        self.cache = PrefixCache(model, reseed_each_request, slots if keep_prefix else 1,
+                                 kv_budget_bytes if keep_prefix else None)
         self._adapters: dict[str, Path] = {}
         self._vision: tuple[ChatRequest, VisionPrompt] | None = None
 
@@ -79,21 +84,23 @@ class LocalGeneration:
 
     def stream(self, request: ChatRequest, tenant: str = "") -> Iterator[StreamEvent]:
         """The request's events (core.generation.events). `tenant`: who may reuse the KV cache
-        this request leaves (and hear how much of its prompt was cached); another tenant's
-        request starts from an empty cache."""
+        this request leaves (and hear how much of its prompt was cached); a request reuses only
+        its own tenant's slots, so another tenant's request starts from an empty cache."""
         vision = self.prepare(request)
-        if tenant != self._tenant:
-            self.cache.reset()
-            self._tenant = tenant
         events = self._vision_stream(request, vision) if vision is not None \
-            else self._text_stream(request)
+            else self._text_stream(request, tenant)
         return self._with_cached_counts(events)
 
-    def _text_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+    def kv_usage(self) -> dict[str, object]:
+        """The kept KV caches: slots used, their bound, megabytes (PrefixCache.usage)."""
+        return self.cache.usage()
+
+    def _text_stream(self, request: ChatRequest, tenant: str = "") -> Iterator[StreamEvent]:
         """Tools, a schema or plain text: over the kept generator, or (no prefix kept) over a
         generator sized for this request alone, as a one-shot run has always been."""
         options = request.options
-        stream = self.cache.stream if self.keep_prefix else self.model.stream
+        stream = partial(self.cache.stream, tenant=tenant) if self.keep_prefix \
+            else self.model.stream
         if request.tools:
             from agentic_onnx.core.answers.tool_spec import AUTO
             from agentic_onnx.core.answers.tools import stream_with_tools
@@ -106,9 +113,10 @@ class LocalGeneration:
 
     def _vision_stream(self, request: ChatRequest, vision: VisionPrompt) -> Iterator[StreamEvent]:
         """A request with images runs on a generator of its own (genai feeds a multimodal prompt
-        at once, so there is no prefix to keep). The kept generator is reset first, so that two
-        KV caches are never held at once."""
-        self.cache.reset()
+        at once, so there is no prefix to keep). Room is made for it first among the kept
+        generators (with one slot, the kept one goes, so that two KV caches are never held)."""
+        self.cache.make_room(min(vision.prompt_tokens + request.options.max_tokens,
+                                 self.model.folder.context_length))
         ids = vision.inputs["input_ids"].as_numpy().reshape(-1)
         self.cache.last = PrefillStats(vision.prompt_tokens, 0, tuple(int(i) for i in ids), False)
         self.cache.generated_ids = []
