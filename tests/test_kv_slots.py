@@ -62,9 +62,6 @@ class Agent:
         self.cached.append(usage.cached_tokens)
         return usage.cached_tokens
 
-    def prompt(self) -> list[int]:
-        return []
-
 
 def interleave(local: LocalGeneration, agents: list[Agent], turns: int, oracle=None) -> None:  # noqa: ANN001
     for index in range(turns):
@@ -153,7 +150,6 @@ def test_the_least_recently_used_slot_is_evicted_when_the_count_is_reached():
     b.turn(local, QUESTIONS[1], model)
     b_prompt = model.encode(model.render_prompt(b.messages[:4]))
     assert b.cached[1] == common_prefix_length(c_prompt, b_prompt) < expected_reuse(local, b, 1)
-    assert b.cached[1] < 8
 
 
 def test_the_byte_budget_bounds_the_slots_and_evicts_the_least_recently_used():
@@ -205,7 +201,7 @@ def test_served_interleaved_conversations_both_report_cached_tokens():
         served.stop()
     for counts in cached:
         assert counts[0] == 0 and all(count > 0 for count in counts[1:]), cached
-    # each turn reuses more than the whole previous turn's prompt, so not just a shared head
+    # each later turn reuses more: its own growing history, not a head the two share
     assert all(later > earlier for counts in cached for earlier, later in zip(counts[1:], counts[2:]))
     kv = health["models"][0]["kv_cache"]
     assert (kv["slots"], kv["max_slots"]) == (2, 4)

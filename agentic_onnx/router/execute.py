@@ -86,13 +86,15 @@ def route_and_stream(
     command: str = "run",
     fallback: bool = True,
     local_provider: Callable[[str], Provider] | None = None,
+    use_service: bool = True,
 ) -> RoutedRun:
     """Route one chat request. `resolve_local` turns a local model spec into a model folder
     (default: core.models.resolve.resolve_model; the CLI passes its own to offer downloads).
     Every candidate gets the same request, with its own model and option defaults; each sends
     tools and response formats in its own mechanism. `local_provider` answers the candidates of
     local model kinds instead of an in-process model (`serve --route`: the server's own
-    workers)."""
+    workers); `use_service`: local models may be answered by the resident service
+    (router/service.py) when one runs (`--no-service`: never)."""
     # Every notice may quote a server (a fallback's reason): redacted on the way out.
     notice = (lambda message: on_notice(redact(message))) if on_notice else (lambda message: None)
     loaded, decision = plan_route(request, flags, config_path, notice)
@@ -110,7 +112,8 @@ def route_and_stream(
             providers[name] = local_provider(name)
         else:
             providers[name] = build_provider(loaded, name, execution_provider=execution_provider,
-                                             threads=threads, resolve=resolve_local)
+                                             threads=threads, resolve=resolve_local,
+                                             use_service=use_service)
         return providers[name]
 
     executor = FallbackExecutor(

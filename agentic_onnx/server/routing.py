@@ -24,6 +24,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,6 +143,7 @@ class RoutedJob:
         self.answer_error: AgenticError | None = None
         self.metrics = metrics
         self._flags, self._pool, self._gate, self._tenant = flags, pool, gate, tenant
+        self.queued_at = time.perf_counter()
         self._loop = asyncio.get_running_loop()
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
@@ -174,15 +176,24 @@ class RoutedJob:
     def _run(self) -> None:
         try:
             response = self._route()
-            if response is not None:  # None: the client went away
-                self._put(response)
+            if response is None:  # the client went away
+                self._count("interrupted")
+                return
+            self._count("invalid" if self.answer_error is not None else "ok")
+            self._put(response)
         except AgenticError as error:
+            self._count("error")
             self._put(error)
         except Exception as error:  # noqa: BLE001 - the client hears why; the server lives on
             log.exception("A routed request failed")
             self._put(GenerationError(f"Routing failed: {error}"))
         finally:
             self._gate.leave()
+
+    def _count(self, outcome: str) -> None:
+        """The request in `/metrics` (its usage row is the router's)."""
+        if self.metrics is not None and self._response is not None:
+            self.metrics.request_done(self, self._response, outcome)
 
     def _route(self) -> Response | None:
         """Stream the routed request's events to the client; return its finished Response."""

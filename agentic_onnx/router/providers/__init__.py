@@ -14,10 +14,12 @@ __all__ = ["Provider", "build_provider"]
 
 def build_provider(loaded: LoadedConfig, name: str, *, execution_provider: str = "auto",
                    threads: int | None = None,
-                   resolve: Callable[[str], Any] | None = None) -> Provider:
+                   resolve: Callable[[str], Any] | None = None,
+                   use_service: bool = True) -> Provider:
     """The provider for config entry `name`: its kind's class builds itself from the entry.
-    Builds clients lazily: no network, no key check."""
+    Builds clients lazily: no network, no key check. `use_service`: local models may be
+    answered by the resident service (router/service.py) when one runs."""
     config = loaded.config
     return provider_class(config.kind_of(name)).from_config(
         loaded, name, config.entry(name), execution_provider=execution_provider,
-        threads=threads, resolve=resolve)
+        threads=threads, resolve=resolve, use_service=use_service)

@@ -37,9 +37,18 @@ class OnnxProvider(Provider):
     @classmethod
     def from_config(cls, loaded: Any, name: str, entry: Any, *, execution_provider: str = "auto",
                     threads: int | None = None, resolve: Resolver | None = None,
-                    **_: Any) -> OnnxProvider:
+                    use_service: bool = True, **_: Any) -> Provider:
+        """In process, or (a resident service runs for this user, and the command named no EP
+        or thread count of its own) the service's ServiceProvider."""
         from agentic_onnx.router.local_settings import LocalSettings
+        from agentic_onnx.router.service import discover
 
+        explicit = execution_provider != "auto" or threads is not None
+        state = None if explicit else discover(use_service)
+        if state is not None:
+            from agentic_onnx.router.providers.service import ServiceProvider
+
+            return ServiceProvider(name, state, resolve=resolve)
         settings = LocalSettings.from_entry(entry, execution_provider, threads)
         return cls(name, settings.execution_provider, settings.threads, resolve)
 

@@ -1,0 +1,101 @@
+"""The local provider's requests sent to the resident service (router/service.py) instead of a
+model loaded in this process: the same ChatRequest over the service's OpenAI endpoint, with the
+service's token as the key. `prepare` asks the service to have the model resident
+(`POST /api/load`): loading stays out of the time to first token, and `load_s` is 0 when the
+model was already loaded. Images travel as `data:` URLs where their markers stand; `top_k` and a
+LoRA adapter (`MODEL:ADAPTER`) as the service understands them. Nothing leaves the machine: the
+service listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.router.providers.http import post_json
+from agentic_onnx.router.providers.openai_compat import OpenAICompatProvider
+from agentic_onnx.router.service import ServiceState
+
+LOAD_TIMEOUT_S = 600.0  # a large model from a cold disk
+
+
+class ServiceProvider(OpenAICompatProvider):
+    kind = "onnx"
+    supports_images = True
+    label = "agentic-onnx service"
+
+    def __init__(self, name: str, state: ServiceState, timeout_s: float = 600.0,
+                 resolve: Any = None) -> None:
+        super().__init__(name, [f"{state.url}/v1"], state.token, None, timeout_s, local=True)
+        self.service = state
+        self._resolve = resolve  # model spec -> ModelFolder, as in process (offers downloads)
+        self.model_name: str | None = None
+        self._loaded_for: tuple[str | None, str | None] | None = None
+
+    def prepare(self, request: ChatRequest) -> None:
+        """The model resident in the service (loaded now if it was not): its id, EP, load time."""
+        from agentic_onnx.router.providers.http import make_client
+
+        if self._client is None:
+            self._client = make_client(self._timeout_s)
+        wanted = (request.model, request.adapter)
+        if self._loaded_for == wanted:
+            return
+        # Resolved here, exactly as in process (ids, aliases, names, paths, the recommendation,
+        # the download offer); the service loads the folder.
+        if self._resolve is None:
+            from agentic_onnx.core.models.resolve import resolve_model
+
+            self._resolve = resolve_model
+        folder = self._resolve(request.model)
+        loader = make_client(LOAD_TIMEOUT_S)
+        try:
+            reply = post_json(loader, self._target, f"{self.service.url}/api/load",
+                              self._request_headers(),
+                              {"model": str(folder.path), "adapter": request.adapter})
+        finally:
+            loader.close()
+        self.model_name = str(reply.get("model") or folder.name)
+        self.execution_provider = reply.get("execution_provider")
+        self.load_s = float(reply.get("load_s") or 0.0)
+        self.warnings = [str(warning) for warning in reply.get("warnings") or []]
+        self._loaded_for = wanted
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        payload = super()._payload(request)
+        payload["model"] = self.model_name if not request.adapter \
+            else f"{self.model_name}:{request.adapter}"
+        if "top_k" in request.options.model_fields_set:
+            payload["top_k"] = request.options.top_k
+        if request.images:
+            payload["messages"] = with_image_parts(list(request.messages), request.images)
+        return payload
+
+
+def with_image_parts(messages: list[dict[str, Any]], images: Any) -> list[dict[str, Any]]:
+    """Messages whose image markers (core.generation.vision) become `image_url` parts with
+    `data:` URLs, in order; with no marker anywhere, the images open the last user message."""
+    from agentic_onnx.core.generation.vision import IMAGE_MARKER
+
+    pending = list(images)
+    if not any(IMAGE_MARKER in str(message.get("content") or "") for message in messages):
+        last = max(index for index, message in enumerate(messages) if message.get("role") == "user")
+        messages[last] = {**messages[last], "content": IMAGE_MARKER * len(pending)
+                          + str(messages[last].get("content") or "")}
+    converted = []
+    for message in messages:
+        text = str(message.get("content") or "")
+        if IMAGE_MARKER not in text:
+            converted.append(message)
+            continue
+        parts: list[dict[str, Any]] = []
+        for index, piece in enumerate(text.split(IMAGE_MARKER)):
+            if index:
+                image = pending.pop(0)
+                url = f"data:image/{image.format or 'png'};base64,{base64.b64encode(image.data).decode()}"
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+            if piece:
+                parts.append({"type": "text", "text": piece})
+        converted.append({**message, "content": parts})
+    return converted

@@ -1,0 +1,97 @@
+"""The resident service: how a server registers itself as this user's local service, and how
+`run`, `chat`, `onnx test` and the router find it.
+
+A server started as the service (`agentic-onnx service start`, or `serve --service` in the
+foreground) writes a state file under AGENTIC_FLOW_HOME (`service.json`, mode 0600): its URL
+(loopback only), its pid and a random token that clients send as their bearer key. The file is
+removed when that server stops; a file left by a dead process is ignored and removed by the next
+client that looks (`discover`). Nothing is found when `AGENTIC_ONNX_NO_SERVICE` is set (or a
+command's `--no-service` asks for in-process work).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agentic_onnx.core.paths import home_dir
+from agentic_onnx.router.provider_kinds import is_loopback_url
+
+STATE_FILE = "service.json"
+NO_SERVICE_ENV = "AGENTIC_ONNX_NO_SERVICE"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    url: str  # http://127.0.0.1:PORT
+    pid: int
+    token: str
+
+    def to_json(self) -> dict[str, object]:
+        """What may be shown: never the token."""
+        return {"url": self.url, "pid": self.pid}
+
+
+def state_path() -> Path:
+    return home_dir() / STATE_FILE
+
+
+def register(url: str, pid: int | None = None) -> ServiceState:
+    """Write the state file for a server listening at `url` (this process by default)."""
+    from agentic_onnx.core.models.store import write_json_atomic
+    from agentic_onnx.router.secrets import register_secret
+
+    state = ServiceState(url.rstrip("/"), pid or os.getpid(), secrets.token_urlsafe(32))
+    register_secret(state.token)
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, asdict(state), mode=0o600)
+    return state
+
+
+def unregister(state: ServiceState) -> None:
+    """Remove the state file, if it is still this server's."""
+    current = read_state()
+    if current is not None and current.pid == state.pid and current.token == state.token:
+        state_path().unlink(missing_ok=True)
+
+
+def read_state() -> ServiceState | None:
+    """The state file's content when it is well formed (a loopback URL, a pid, a token)."""
+    try:
+        raw = json.loads(state_path().read_text(encoding="utf-8"))
+        state = ServiceState(str(raw["url"]), int(raw["pid"]), str(raw["token"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not is_loopback_url(state.url) or not state.token or state.pid <= 0:
+        return None
+    return state
+
+
+def discover(use_service: bool = True) -> ServiceState | None:
+    """The running service, or None (none registered, disabled, or its process is gone: then
+    the stale file is removed)."""
+    if not use_service or os.environ.get(NO_SERVICE_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    state = read_state()
+    if state is None:
+        return None
+    if not _alive(state.pid):
+        state_path().unlink(missing_ok=True)
+        return None
+    from agentic_onnx.router.secrets import register_secret
+
+    register_secret(state.token)
+    return state
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
