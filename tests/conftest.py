@@ -29,6 +29,41 @@ def expected_cases() -> list[tuple[str, dict]]:
     return [(name, case) for name, model in recorded["models"].items() for case in model["cases"]]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_probes_once() -> Iterator[None]:
+    """py-cpuinfo (~1.3 s: it starts a process) and the memory-bandwidth probe (~0.7 s) answer
+    the same all session, so in this process each runs once and is then replayed; every fresh
+    home still goes through the product's probing and caching code (hardware.json). Processes
+    the tests start probe for real; test_speed_estimate calls the probe itself."""
+    import copy
+
+    import cpuinfo
+
+    from agentic_onnx.core.machine import bandwidth
+
+    real_cpu_info, real_probe = cpuinfo.get_cpu_info, bandwidth.measure_read_bandwidth
+    cpu_info: list[dict] = []
+    rates: dict[int, float | None] = {}
+
+    def get_cpu_info() -> dict:
+        if not cpu_info:
+            cpu_info.append(real_cpu_info())
+        return copy.deepcopy(cpu_info[0])
+
+    def measure_read_bandwidth(threads: int, *args: object, **kwargs: object) -> float | None:
+        if args or kwargs:  # a test's own probe settings: measure
+            return real_probe(threads, *args, **kwargs)  # type: ignore[arg-type]
+        if threads not in rates:
+            rates[threads] = real_probe(threads)
+        return rates[threads]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(cpuinfo, "get_cpu_info", get_cpu_info)
+    patch.setattr(bandwidth, "measure_read_bandwidth", measure_read_bandwidth)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("agentic-home")

@@ -82,6 +82,9 @@ class FakeHub:
     # path -> an event: after its first chunk, the file's transfer waits until the event is set
     # (a barrier for tests that need a download to be in progress, with no timing window)
     hold: dict[str, threading.Event] = field(default_factory=dict)
+    # the back-offs a download in this process asked for between retries (the `hub` fixture
+    # records them instead of waiting them out)
+    waits: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -376,10 +379,27 @@ DATA_FILE = f"{CPU_SUBFOLDER}/model.onnx.data"
 TJS_REPO = "onnx-community/tiny-transformersjs"  # ONNX files, but no genai_config.json
 
 
+class _NoWaiting:
+    """Stands in for the download client's `time` module in this process: a retry's back-off
+    is recorded in `FakeHub.waits`, not slept (the count and size of the waits are what a test
+    can check; a console script the test starts still waits for real)."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self._waits = waits
+
+    def sleep(self, seconds: float) -> None:
+        self._waits.append(seconds)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
     """The fake hub with the tiny int4 Phi-3 fixture as phi-3-mini-4k-cpu's subfolder, and
-    HF_ENDPOINT pointing at it for the console script's subprocesses."""
+    HF_ENDPOINT pointing at it for the CLI (in process, and the console script's subprocesses)."""
+    from agentic_onnx.core.models import hub_client
+
     models = Path(__file__).parent / "fixtures" / "models"
     fake = FakeHub()
     fake.add_repo(PHI3_REPO, {
@@ -397,5 +417,6 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(hub_client, "time", _NoWaiting(fake.waits))
     yield fake
     fake.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, run_cli
 
 pytest.importorskip("torch", reason="the LoRA fixture is built with torch (dev only)")
 pytest.importorskip("transformers", reason="the LoRA fixture is built with transformers (dev only)")
@@ -194,18 +194,14 @@ def test_import_adapter_command(lora, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(lora / "base", base)
     shutil.rmtree(base / "adapters")
-    result = subprocess.run(
-        [sys.executable, "-m", "agentic_onnx", "onnx", "import", "--adapter",
-         str(lora / "peft-two"), "--base", str(base), "--name", "styled", "--json"],
-        capture_output=True, text=True, timeout=120)
+    result = run_cli("onnx", "import", "--adapter", str(lora / "peft-two"), "--base", str(base),
+                     "--name", "styled", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["adapter"] == "styled"
     assert (base / "adapters" / "styled.onnx_adapter").read_bytes() == \
         (lora / "base" / "adapters" / "two.onnx_adapter").read_bytes()
-    plain = subprocess.run(
-        [sys.executable, "-m", "agentic_onnx", "onnx", "import", "--adapter",
-         str(lora / "peft-two"), "--base", str(FIXTURES / "models" / "tiny-qwen2-fp32")],
-        capture_output=True, text=True, timeout=120)
+    plain = run_cli("onnx", "import", "--adapter", str(lora / "peft-two"), "--base",
+                    str(FIXTURES / "models" / "tiny-qwen2-fp32"))
     assert plain.returncode == 2
     assert "built without LoRA inputs" in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
 
@@ -218,26 +214,20 @@ def test_import_with_lora_builds_a_lora_ready_base_and_its_adapter(lora):
     from agentic_onnx.core.models.model_folder import open_model_folder
     from agentic_onnx.core.models.store import model_dir
 
-    refused = subprocess.run(
-        [sys.executable, "-m", "agentic_onnx", "onnx", "import", str(lora / "hf"), "--name",
-         "lora-base", "--lora", str(lora / "peft-one"), "-p", "int4"],
-        capture_output=True, text=True, timeout=120)
+    refused = run_cli("onnx", "import", str(lora / "hf"), "--name", "lora-base", "--lora",
+                      str(lora / "peft-one"), "-p", "int4")
     assert refused.returncode == 2 and "--lora needs an fp32 or fp16 model" in refused.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "agentic_onnx", "onnx", "import", str(lora / "hf"), "--name",
-         "lora-base", "--lora", str(lora / "peft-one"), "--json"],
-        capture_output=True, text=True, timeout=600)
+    result = run_cli("onnx", "import", str(lora / "hf"), "--name", "lora-base", "--lora",
+                     str(lora / "peft-one"), "--json", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     imported = json.loads(result.stdout)  # one object: the base, its adapter inside
     assert (imported["id"], imported["adapter"]["adapter"]) == ("lora-base", "peft-one")
     files = installed_adapters(model_dir("lora-base"))
     assert list(files) == ["peft-one"]
-    listed = subprocess.run([sys.executable, "-m", "agentic_onnx", "onnx", "list", "--json"],
-                            capture_output=True, text=True, timeout=120)
+    listed = run_cli("onnx", "list", "--json")
     [row] = json.loads(listed.stdout)
     assert [a["name"] for a in row["adapters"]] == ["peft-one"]  # listed under its base
-    table = subprocess.run([sys.executable, "-m", "agentic_onnx", "onnx", "list"],
-                           capture_output=True, text=True, timeout=120).stdout
+    table = run_cli("onnx", "list").stdout
     assert table.index("lora-base") < table.index("+ peft-one")
     loaded = load_model(open_model_folder(model_dir("lora-base")), "cpu", 1)
     assert _engine_tokens(loaded, files["peft-one"]) == _hf_tokens(lora, "one")

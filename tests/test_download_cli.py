@@ -328,6 +328,7 @@ def test_a_failing_head_is_retried(hub: FakeHub):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert len(hub.file_heads(DATA_FILE)) == 3
+    assert len(hub.waits) == 2 and hub.waits[0] < hub.waits[1]  # a growing back-off before each retry
     assert_installed_like_the_fixture()
 
 
@@ -336,6 +337,7 @@ def test_a_head_that_keeps_failing_gives_up_after_bounded_retries(hub: FakeHub):
     result = run_cli("onnx", "download", MODEL_ID)
     error_line(result, ExitCode.PROVIDER_ERROR, "502", "Run the same command again")
     assert len(hub.file_heads(DATA_FILE)) == 3  # MAX_FAILURES_WITHOUT_PROGRESS, then the error
+    assert len(hub.waits) == 2  # a back-off between tries, none after the last
     assert installed() == []
 
 

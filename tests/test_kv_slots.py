@@ -123,15 +123,21 @@ def test_another_tenant_never_reuses_a_slot_even_with_the_same_prompt():
     assert local.kv_usage()["slots"] == 3
 
 
-def test_a_request_with_a_grammar_leaves_the_other_slots_alone():
-    """A JSON-mode request runs on a generator of its own; with room for it, no slot goes."""
+def test_a_request_with_a_grammar_leaves_the_slots_alone_while_the_budget_has_room():
+    """A JSON-mode request runs on a generator of its own: its KV cache counts in the budget,
+    and only when it does not fit does the least recently used slot go."""
     model = loaded("tiny-phi3-fp32")
-    local = LocalGeneration(model, slots=4)
-    agent = Agent("A")
-    agent.turn(local, QUESTIONS[0])
-    answer(local.stream(ChatRequest.of([{"role": "user", "content": "JSON please."}],
-                                       options=GREEDY, response_format=json_mode())))
-    assert agent.turn(local, QUESTIONS[1]) == expected_reuse(local, agent, 1) > 0
+    slot = kv_layout(model).slot_bytes(0)
+    json_request = ChatRequest.of([{"role": "user", "content": "JSON please."}],
+                                  options=GREEDY, response_format=json_mode())
+    for budget, kept in [(3 * slot, [True, True]), (2 * slot, [False, True])]:
+        local = LocalGeneration(model, slots=2, kv_budget_bytes=budget)
+        agents = [Agent("A"), Agent("B")]
+        interleave(local, agents, 1)
+        answer(local.stream(json_request))  # the slots are full: does it fit beside them?
+        reused = [agent.turn(local, QUESTIONS[1]) == expected_reuse(local, agent, 1)
+                  for agent in agents]
+        assert reused == kept, budget
 
 
 def test_the_least_recently_used_slot_is_evicted_when_the_count_is_reached():
@@ -205,3 +211,25 @@ def test_served_interleaved_conversations_both_report_cached_tokens():
     assert all(later > earlier for counts in cached for earlier, later in zip(counts[1:], counts[2:]))
     kv = health["models"][0]["kv_cache"]
     assert (kv["slots"], kv["max_slots"]) == (2, 4)
+
+
+def test_serve_passes_its_slot_count_and_budget_to_each_model():
+    from agentic_onnx.server.pool import ModelPool, ModelSpec
+
+    pool = ModelPool([ModelSpec("tiny", open_model_folder(MODELS / "tiny-phi3-fp32"))], "cpu", 1,
+                     kv_slots=3, kv_cache_mb=1.0)  # 1 MiB: two slots of 0.5 MiB
+    pool.load()
+    try:
+        assert pool.status()[0]["kv_cache"] == {"slots": 0, "max_slots": 2, "mb": 0.0,
+                                                "budget_mb": 1.0}
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("option", [["--kv-cache-slots", "0"], ["--kv-cache-slots", "257"],
+                                    ["--kv-cache-mb", "0"], ["--kv-cache-mb", "-5"]])
+def test_serve_refuses_a_slot_count_or_budget_out_of_range(option, capsys):
+    from agentic_onnx.cli.main import main
+
+    assert main(["serve", *option]) == 2
+    assert option[0] in capsys.readouterr().err

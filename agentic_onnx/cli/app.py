@@ -19,6 +19,7 @@ from agentic_onnx.cli.options import DebugOpt
 from agentic_onnx.cli.router import router_app
 from agentic_onnx.cli.run import run_command
 from agentic_onnx.cli.serve import serve_command
+from agentic_onnx.cli.service import ps_command, service_app, stop_model_command
 from agentic_onnx.cli.usage import usage_command
 
 app = typer.Typer(
@@ -31,11 +32,14 @@ app = typer.Typer(
 app.add_typer(onnx_app, name="onnx")
 app.add_typer(router_app, name="router")
 app.add_typer(config_app, name="config")
+app.add_typer(service_app, name="service")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
 app.command("embed")(embed_command)
 app.command("usage")(usage_command)
+app.command("ps")(ps_command)
+app.command("stop")(stop_model_command)
 
 
 def _show_version(value: bool) -> None:

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agentic_onnx.core.errors import AgenticError, ExitCode
 from agentic_onnx.core.paths import home_dir
 from agentic_onnx.router.provider_kinds import is_loopback_url
 
@@ -95,3 +96,41 @@ def _alive(pid: int) -> bool:
         return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+class ServiceError(AgenticError):
+    """The service could not be reached, or refused a request of its own API."""
+
+    exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 502
+
+
+def call(state: ServiceState, method: str, path: str, body: dict[str, object] | None = None,
+         timeout_s: float = 30.0) -> dict[str, object]:
+    """One request to the service's own API (`/api/ps`, `/api/stop`, `/health`) with its token;
+    the decoded JSON answer. An error status is a ServiceError carrying the service's message."""
+    import httpx2
+
+    try:
+        with httpx2.Client(timeout=timeout_s, follow_redirects=False) as client:
+            reply = client.request(method, f"{state.url}{path}", json=body,
+                                   headers={"authorization": f"Bearer {state.token}"})
+    except httpx2.HTTPError as error:
+        raise ServiceError(f"The service at {state.url} did not answer ({error}).",
+                           "Check `agentic-onnx service status`; restart it if it hangs.") from None
+    try:
+        data = reply.json()
+    except ValueError:
+        data = {}
+    if reply.status_code >= 400:
+        message = _error_message(data) or f"HTTP {reply.status_code}"
+        error = ServiceError(f"The service answered: {message}")
+        error.http_status = reply.status_code
+        raise error
+    return data if isinstance(data, dict) else {}
+
+
+def _error_message(data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return str(data["error"].get("message") or "") or None
+    return None

@@ -285,14 +285,14 @@ def _create(folder: ModelFolder, provider: str, threads: int,
 
     og.disable_telemetry_events()
     observer = LOAD_OBSERVER.get()
-    showing = observer(LoadStart(folder.name, _weights_size(folder), provider)) if observer \
+    showing = observer(LoadStart(folder.name, weights_size(folder), provider)) if observer \
         else nullcontext()
     with showing:
         return _create_session(og, folder, provider, threads, max_image_pixels)
 
 
-def _weights_size(folder: ModelFolder) -> int:
-    """Bytes of the model's ONNX files (what loading reads)."""
+def weights_size(folder: ModelFolder) -> int:
+    """Bytes of the model's ONNX files: what loading reads, and about what it keeps in memory."""
     return sum(path.stat().st_size for path in folder.path.iterdir()
                if path.is_file() and (path.suffix == ".onnx" or path.name.endswith(".onnx.data")))
 
@@ -322,6 +322,13 @@ def _create_session(og: Any, folder: ModelFolder, provider: str, threads: int,
             "(`agentic-onnx onnx info` shows what this install can use).",
         ) from None
     return LoadedModel(folder, provider, threads, time.perf_counter() - started, og_model, tokenizer)
+
+
+def forget_model(loaded: LoadedModel) -> None:
+    """Drop one model from the process's cache (the service unloading it): once its last user
+    lets go, onnxruntime-genai frees it."""
+    for key in [key for key, cached in _LOADED.items() if cached.og_model is loaded.og_model]:
+        del _LOADED[key]
 
 
 def clear_model_cache() -> None:

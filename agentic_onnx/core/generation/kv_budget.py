@@ -2,15 +2,16 @@
 
 core.generation.prefix_cache keeps several generators (slots) per model, one per conversation;
 each holds a KV cache of 2 (key and value) x layers x KV heads x head size values per token,
-read from the model folder's genai_config.json, at the model's KV dtype (what a generator's
-`present` output is: fp32 for CPU models, fp16 for most GPU ones).
+read from the model folder's genai_config.json, at the model's KV dtype (the dtype of a
+generator's `present` output: fp32 for the CPU models here).
 
-onnxruntime-genai 0.18 detail: with `search.past_present_share_buffer` (set by the model builder
-for nearly every model), a generator allocates its KV cache for its whole `max_length` when it is
+onnxruntime-genai 0.18 detail: with `search.past_present_share_buffer` (on in the builder's
+models we ship and test), a generator allocates its KV cache for its whole `max_length` when it is
 created, and a kept generator's max length is the model's context. So such a slot costs the
-whole context from its first token (measured: 200 generators of tiny-phi3-fp32, 512 tokens of
-context x 1 KiB per token, took 0.63 MB each whether they held 8 tokens or more); without the
-shared buffer, a slot costs the tokens it holds.
+whole context from its first token (measured: generators of tiny-phi3-fp32, 1 KiB per token,
+holding 8 tokens took 0.63 MB each with a max length of 512, 0.17 MB with 64; one of the
+Phi-3-mini shape, 4,096 x 768 KiB, took 3.23 GB); without the shared buffer, a slot costs the
+tokens it holds.
 """
 
 from __future__ import annotations

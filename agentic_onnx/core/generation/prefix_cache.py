@@ -119,10 +119,11 @@ class PrefixCache:
 
     def make_room(self, tokens: int) -> None:
         """Evict the least recently used slots until a generator of its own for `tokens` (a
-        request with a grammar or images) fits beside the kept ones: with one slot, the kept
-        generator goes, so that two KV caches are never held at once."""
+        request with a grammar or images: its KV cache is allocated for `tokens`) fits in the
+        budget beside the kept ones. With one slot, the kept generator goes, so that two KV
+        caches are never held at once (as `chat` has always run)."""
         cost = self.layout.bytes_per_token * tokens if self.layout is not None else 0
-        while self._slots and not self._room(cost):
+        while self._slots and (self.max_slots == 1 or not self._fits(cost)):
             self._evict(min(self._slots, key=lambda slot: slot.used))
 
     @property
@@ -176,11 +177,15 @@ class PrefixCache:
         slot, cached = self._choose(prompt, tenant, expected)
         self._clock += 1
         slot.used, self._slot = self._clock, slot
-        try:
-            if slot.generator is None or search != slot.search or reseed or adapter != slot.adapter:
+        if slot.generator is None or search != slot.search or reseed or adapter != slot.adapter:
+            try:
                 self._new_generator(slot, search, adapter)
-                cached = []
-            keep = min(common_prefix_length(cached, prompt), slot.fed, len(prompt) - 1)
+            except BaseException:
+                self._evict(slot)  # never a slot without its generator
+                raise
+            cached = []
+        keep = min(common_prefix_length(cached, prompt), slot.fed, len(prompt) - 1)
+        try:
             if keep < len(cached):
                 slot.generator.rewind_to(keep)
             slot.generator.append_tokens(prompt[keep:])
@@ -216,11 +221,10 @@ class PrefixCache:
         return self._slots[-1], []
 
     def _room(self, cost: int) -> bool:
-        """Whether one more generator of `cost` bytes fits beside the kept ones."""
-        if not self._slots:
-            return True
-        if len(self._slots) >= self.max_slots:
-            return False
+        """Whether one more slot, of `cost` bytes, fits beside the kept ones."""
+        return not self._slots or (len(self._slots) < self.max_slots and self._fits(cost))
+
+    def _fits(self, cost: int) -> bool:
         return self.budget_bytes is None or self._bytes() + cost <= self.budget_bytes
 
     def _bytes(self) -> int:
