@@ -1,4 +1,8 @@
-"""Hermetic tests: a temp AGENTIC_FLOW_HOME, no hub access, no colour, a fixed width."""
+"""Hermetic tests: a temp AGENTIC_FLOW_HOME, no hub access, no colour, a fixed width.
+
+`run_cli` runs the CLI in this process (`main(argv)`, pipes, the call's own environment and a
+new process's module state); `run_cli_process` starts the installed console script, for tests
+where a real process is the point (entry point, signals, terminals, startup imports)."""
 
 from __future__ import annotations
 
@@ -182,7 +186,10 @@ def _fresh_process_state() -> Iterator[None]:
     _reset_cli_caches()
     _reload_hub_constants()
     handlers = {number: signal.getsignal(number) for number in _SIGNALS}
-    hooks = (sys.excepthook, threading.excepthook)
+    hooks = (sys.excepthook, threading.excepthook, sys.unraisablehook)
+    # A process prints a thread's uncaught exception (and an unraisable one) on its stderr;
+    # pytest's hooks would turn them into warnings instead.
+    threading.excepthook, sys.unraisablehook = threading.__excepthook__, sys.__unraisablehook__
     loggers = _logging_state()
     cwd = os.getcwd()
     try:
@@ -205,7 +212,7 @@ def _fresh_process_state() -> Iterator[None]:
             for number, handler in handlers.items():
                 if handler is not None and signal.getsignal(number) is not handler:
                     signal.signal(number, handler)
-        sys.excepthook, threading.excepthook = hooks  # Typer installs its own excepthook
+        sys.excepthook, threading.excepthook, sys.unraisablehook = hooks  # Typer sets excepthook
         _restore_logging(loggers)
         os.chdir(cwd)
 

@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from .conftest import MODELS
+from .conftest import MODELS, run_cli
 
 SLOW = Path(__file__).parent / "slow_decode"
 
@@ -21,9 +20,11 @@ def test_sigint_mid_generation_keeps_the_text_and_exits_130():
         [sys.executable, "-m", "agentic_onnx", "run", "-m", str(MODELS / "tiny-phi3-fp32"),
          "-t", "Hello! How are you today?", "--max-tokens", "400"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    first = process.stdout.read(1)  # generation has started and reached the user
-    assert first
-    time.sleep(0.2)
+    first = b""  # wait until the answer has reached the user (two visible characters)
+    while len(first.decode(errors="ignore").strip()) < 2:
+        chunk = os.read(process.stdout.fileno(), 64)
+        assert chunk, "the answer ended before Ctrl-C"
+        first += chunk
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     printed = (first + out).decode()
@@ -32,8 +33,7 @@ def test_sigint_mid_generation_keeps_the_text_and_exits_130():
     assert len(printed.strip()) > 1  # what was printed is kept
     assert err.decode().strip().splitlines()[-1] == "Interrupted."
     # The kept text is a prefix of the uninterrupted answer.
-    full = subprocess.run(
-        [sys.executable, "-m", "agentic_onnx", "run", "-m", str(MODELS / "tiny-phi3-fp32"),
-         "-t", "Hello! How are you today?", "--max-tokens", "400"],
-        capture_output=True, text=True, timeout=60)
+    full = run_cli("run", "-m", str(MODELS / "tiny-phi3-fp32"), "-t", "Hello! How are you today?",
+                   "--max-tokens", "400")
+    assert full.returncode == 0, full.stderr
     assert full.stdout.startswith(printed.rstrip("\n"))

@@ -142,14 +142,12 @@ def complete(words: str, env: dict[str, str] | None = None) -> list[str]:
 def test_model_completion_offers_catalog_ids_aliases_and_added_names(tmp_path):
     from agentic_onnx.core.models.catalog import load_catalog
 
-    from .conftest import MODELS
+    from .conftest import MODELS, run_cli
 
     catalog = load_catalog()
     chat = [entry for entry in catalog.models if entry.kind == "chat"]
     embedding = [entry for entry in catalog.models if entry.kind != "chat"]
-    added = subprocess.run([sys.executable, "-m", "agentic_onnx", "onnx", "add", "my-tiny",
-                            "--path", str(MODELS / "tiny-phi3-fp32")], capture_output=True,
-                           text=True, timeout=60)
+    added = run_cli("onnx", "add", "my-tiny", "--path", str(MODELS / "tiny-phi3-fp32"))
     assert added.returncode == 0, added.stderr
     offered = complete("agentic-onnx run --model ")
     assert {entry.id for entry in chat} | {entry.family for entry in chat} | {"my-tiny"} \

@@ -108,4 +108,5 @@ TopKOpt = Annotated[Optional[int], typer.Option("--top-k", metavar="K", help="Sa
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for sampling.")]
 StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop when this string appears (repeatable).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Download a missing catalog model without asking.")]
+NoServiceOpt = Annotated[bool, typer.Option("--no-service", help="Load the model in this process even when the resident service runs (`agentic-onnx service start`); AGENTIC_ONNX_NO_SERVICE=1 does the same.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print load and eval statistics to stderr.")]

@@ -13,6 +13,7 @@ from agentic_onnx.cli.options import (
     JsonOpt,
     MaxTokensOpt,
     ModelOpt,
+    NoServiceOpt,
     SeedOpt,
     StopOpt,
     SystemOpt,
@@ -47,6 +48,7 @@ def run_command(
     threads: ThreadsOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
+    no_service: NoServiceOpt = False,
     yes: YesOpt = False,
     agent: AgentOpt = None,
     privacy: PrivacyOpt = None,
@@ -82,7 +84,8 @@ def run_command(
     with shown_while_loading():
         _generate(request, route, execution_provider=execution_provider,
                   threads=threads, verbose=verbose, assume_yes=yes,
-                  config=config, dry_run=dry_run, log_prompts=log_prompts)
+                  config=config, dry_run=dry_run, log_prompts=log_prompts,
+                  use_service=not no_service)
 
 
 def read_images(paths: list[str], task: str | None) -> list[Any]:
@@ -142,7 +145,7 @@ def read_task(task: str | None) -> str:
 
 def _generate(request, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
               verbose: bool, assume_yes: bool, config: str | None,
-              dry_run: bool, log_prompts: bool) -> None:
+              dry_run: bool, log_prompts: bool, use_service: bool = True) -> None:
     """Route the request, stream the answer into the right view, report. The router checks
     the finished answer (schema, tools): an invalid one ends the stream as an error that
     carries the answer's fields (with --json they go into the error object)."""
@@ -155,6 +158,7 @@ def _generate(request, route, *, execution_provider: str, threads: int | None,  
     routed = route_and_stream(
         request, route, config_path=config, execution_provider=execution_provider,
         threads=threads, dry_run=dry_run, log_prompts=log_prompts, on_notice=out.warning,
+        use_service=use_service,
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision
@@ -172,6 +176,8 @@ def _generate(request, route, *, execution_provider: str, threads: int | None,  
         _deliver(routed, request)
     if verbose:
         usage = response.usage
+        if routed.service:
+            out.note(f"Answered by the resident service at {routed.service}.")
         out.verbose_stats(usage.prompt_tokens if usage else 0,
                           usage.completion_tokens if usage else 0, response.timings)
     if interrupted:

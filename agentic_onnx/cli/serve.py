@@ -35,6 +35,9 @@ def serve_command(
     kv_cache_mb: Annotated[Optional[float], typer.Option("--kv-cache-mb", metavar="MB", help="Memory the kept KV caches of each model may use, in MiB (fewer slots are kept when they do not fit; one always is). Default: half the memory available once the models are loaded, shared by the models.")] = None,
     route: Annotated[bool, typer.Option("--route", help="Send requests for models not served here through the router (the config's rules, privacy guarantee, fallback and usage log; x-agentic-* headers carry routing facts: docs/serving.md) instead of answering 404. Off the loopback address it needs --api-key.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Serve GET /metrics: request counts, tokens, TTFT, decode speed and queues in the Prometheus text format (needs the --api-key when there is one).")] = False,
+    service: Annotated[bool, typer.Option("--service", help="Run as this user's resident service (what `agentic-onnx service start` runs in the background): loopback only, registered in the home's service.json with a token that clients must send; `run`, `chat` and `onnx test` use it; models load when first asked for and unload after --keep-alive.")] = False,
+    keep_alive: Annotated[Optional[str], typer.Option("--keep-alive", metavar="DURATION", help="How long a model stays loaded after its last request: 5m, 30s, 1h, 0 (unload at once), -1 (forever). Default: 5m with --service, else forever.")] = None,
+    max_memory_gb: Annotated[Optional[float], typer.Option("--max-memory-gb", metavar="GB", help="With --service: memory the loaded models' weights may take; the least recently used idle model is unloaded to make room. Default: 80% of the memory available at start.")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -57,6 +60,15 @@ def serve_command(
         raise UsageError(f"--route on {host} without --api-key would let anyone who can reach "
                          "this machine spend your cloud providers' keys.",
                          "Add --api-key KEY, or listen on 127.0.0.1.")
+    if service and not _is_loopback(host):
+        raise UsageError("The service listens on loopback only.", "Drop --host, or use 127.0.0.1.")
+    if max_memory_gb is not None and not max_memory_gb > 0:
+        raise UsageError(f"Invalid value for --max-memory-gb: {max_memory_gb:g} is not above 0.")
+    from agentic_onnx.server.residency import parse_keep_alive
+
+    residency = {"keep_alive_s": parse_keep_alive(keep_alive or ("5m" if service else "-1")),
+                 "memory_budget_bytes": _memory_budget(max_memory_gb) if service else None,
+                 "on_demand": service}
     if not _is_loopback(host) and api_key is None:
         output.current().warning(f"Listening on {host} without --api-key: anyone who can "
                                  "reach this machine can use the models.")
@@ -66,11 +78,20 @@ def serve_command(
     settings = local_settings(execution_provider, threads, on_notice=output.current().warning)
     chat_names, embeddings = _split_embedding_models(model or [], settings.execution_provider,
                                                      settings.threads, max_queue)
-    specs = _resolve_models(chat_names or ([] if embeddings else [None]))
+    specs = _resolve_models(chat_names or ([] if embeddings or service else [None]))
     guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
     _run_server(specs, host, port, api_key, max_queue, settings.execution_provider,
                 settings.threads, guard, embeddings=embeddings, metrics=metrics, route=route,
-                kv_cache=(kv_cache_slots, kv_cache_mb))
+                kv_cache=(kv_cache_slots, kv_cache_mb), residency=residency, service=service)
+
+
+def _memory_budget(max_memory_gb: Optional[float]) -> int:
+    """The service's budget for loaded weights: the option, else 80% of what is available."""
+    if max_memory_gb is not None:
+        return int(max_memory_gb * 2**30)
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.8)
 
 
 def _split_embedding_models(names: list[str], execution_provider: str, threads: Optional[int],
@@ -101,55 +122,39 @@ def _guard_config(host: str, allowed_hosts: list[str], cors_origins: list[str],
 
 def _resolve_models(names: list[Optional[str]]) -> list:  # noqa: ANN401
     from agentic_onnx.core.models.resolve import resolve
-    from agentic_onnx.server.pool import ModelSpec
+    from agentic_onnx.server.pool import ModelSpec, installed_adapters_of, served_names
 
     specs: dict[str, ModelSpec] = {}
     for name in names:
         resolution = resolve(name)
         if resolution.note:
             output.current().note(resolution.note)
-        model_id, aliases = served_names(name, resolution)
+        model_id, aliases = served_names(name, resolution)  # server/pool.py's rule
         known = specs.get(model_id)
         aliases = tuple(dict.fromkeys((*(known.aliases if known else ()), *aliases)))
+        # LoRA adapters beside a model are served as BASE:ADAPTER, loaded on first use into
+        # the base's own og.Model (each costs its tensors, not another base).
         specs[model_id] = ModelSpec(model_id, resolution.folder, aliases,
-                                    adapters=_adapters_beside(resolution.folder))
+                                    adapters=installed_adapters_of(resolution.folder))
     return list(specs.values())
-
-
-def _adapters_beside(folder) -> tuple:  # noqa: ANN001
-    """The LoRA adapters kept with a model (core.models.adapters), served as BASE:ADAPTER: loaded on
-    first use into the base's own og.Model, so each costs its tensors, not another base."""
-    from agentic_onnx.core.models.adapters import installed_adapters
-
-    return tuple(installed_adapters(folder.path).items())
-
-
-def served_names(name: Optional[str], resolution) -> tuple[str, tuple[str, ...]]:  # noqa: ANN001
-    """The id a served model is published under, and the other names requests may use: a store
-    model is its id (an alias it was chosen by also works); a model added with `onnx add` is its
-    name; a folder is the folder's name."""
-    from agentic_onnx.core.models.custom_models import get_custom_model
-    from agentic_onnx.core.models.names import is_model_name
-
-    named = name is not None and is_model_name(name)
-    if resolution.model_id:
-        return resolution.model_id, ((name,) if named and name != resolution.model_id else ())
-    if named and get_custom_model(name) is not None:  # type: ignore[arg-type]
-        return name, ()  # type: ignore[return-value]
-    return resolution.folder.name, ()
 
 
 def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_queue: int,
                 execution_provider: str, threads: Optional[int], guard,  # noqa: ANN001
                 embeddings=None, metrics: bool = False, route: bool = False,  # noqa: ANN001
-                kv_cache: tuple[int, Optional[float]] = (DEFAULT_KV_CACHE_SLOTS, None)) -> None:
+                kv_cache: tuple[int, Optional[float]] = (DEFAULT_KV_CACHE_SLOTS, None),
+                residency: Optional[dict] = None, service: bool = False) -> None:
     import uvicorn
 
     from agentic_onnx.core.errors import UsageError
     from agentic_onnx.server.app import create_app, server_config
     from agentic_onnx.server.pool import ModelPool
 
-    pool = ModelPool(specs, execution_provider, threads, max_queue, *kv_cache)
+    from agentic_onnx.router import service as registry
+
+    pool = ModelPool(specs, execution_provider, threads, max_queue, *kv_cache, **(residency or {}))
+    token = registry.new_token() if service else None
+    registered: list = []
 
     def on_loaded(loaded: ModelPool) -> None:
         for message in loaded.warnings:
@@ -162,20 +167,26 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 break
             time.sleep(0.1)
         if server.started:
+            url = f"http://{_url_host(host)}:{_bound_port(server, port)}"
+            if token is not None:  # clients find it from now on
+                registered.append(registry.register(url, token))
             served = [spec.model_id for spec in specs] + (embeddings.ids if embeddings else [])
-            names = ", ".join(served)
+            names = ", ".join(served) or ("models on demand" if service else "")
             output.current().note(
-                f"Ready: {names} on http://{_url_host(host)}:{_bound_port(server, port)} "
+                f"Ready: {names} on {url} "
                 "(OpenAI: /v1/chat/completions, Anthropic: /v1/messages).")
 
     app = create_app(pool, api_key, on_loaded, guard, embeddings=embeddings, metrics_on=metrics,
-                     route_in_flight=max(1, max_queue) if route else 0)
+                     route_in_flight=max(1, max_queue) if route else 0, service_token=token)
     server = uvicorn.Server(server_config(app, host, port))
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
         raise UsageError(f"Could not listen on {host}:{port}.",
                          "Is another server using the port? Pick another --port.") from None
+    finally:
+        for state in registered:
+            registry.unregister(state)
     if pool.error is not None:
         raise pool.error
 

@@ -41,6 +41,7 @@ class RoutedRun:
     response: Response | None
     attempts: list[Attempt] = field(default_factory=list)
     config_path: Path | None = None
+    service: str | None = None  # the resident service's URL, when it answered (router/service.py)
 
     def route_json(self) -> dict[str, Any]:
         return {"rule": self.decision.rule, "reason": self.decision.reason}
@@ -48,7 +49,7 @@ class RoutedRun:
     def to_json(self) -> dict[str, Any]:
         """The `run --json` object: the Response's fields plus `route` and `attempts`."""
         base = self.response.to_json() if self.response is not None else {}
-        return {**base, **self.failure_json()}
+        return {**base, "service": self.service, **self.failure_json()}
 
     def failure_json(self) -> dict[str, Any]:
         """What a failed request's `--json` error object carries beside `error`."""
@@ -135,8 +136,11 @@ def route_and_stream(
         error.details.update(run.failure_json())
         raise
     response = Response(events=(), provider=decision.provider, model=decision.model or "")
-    executor.on_start = lambda provider, candidate: _describe(response, provider, candidate,
-                                                              notice)
+    def on_start(provider: Provider, candidate: Candidate) -> None:
+        _describe(response, provider, candidate, notice)
+        run.service = getattr(getattr(provider, "service", None), "url", None)
+
+    executor.on_start = on_start
     response.events = log.wrap(executor, response, provider_for, run, request)
     run.response = response
     return run

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agentic_onnx.core.errors import AgenticError, ExitCode
+from agentic_onnx.core.errors import AgenticError, ExitCode, ModelNotFoundError, UsageError
 from agentic_onnx.core.paths import home_dir
 from agentic_onnx.router.provider_kinds import is_loopback_url
 
@@ -40,12 +40,21 @@ def state_path() -> Path:
     return home_dir() / STATE_FILE
 
 
-def register(url: str, pid: int | None = None) -> ServiceState:
+def new_token() -> str:
+    """The random per-user token clients send to the service as their bearer key."""
+    from agentic_onnx.router.secrets import register_secret
+
+    token = secrets.token_urlsafe(32)
+    register_secret(token)
+    return token
+
+
+def register(url: str, token: str, pid: int | None = None) -> ServiceState:
     """Write the state file for a server listening at `url` (this process by default)."""
     from agentic_onnx.core.models.store import write_json_atomic
     from agentic_onnx.router.secrets import register_secret
 
-    state = ServiceState(url.rstrip("/"), pid or os.getpid(), secrets.token_urlsafe(32))
+    state = ServiceState(url.rstrip("/"), pid or os.getpid(), token)
     register_secret(state.token)
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,9 +133,8 @@ def call(state: ServiceState, method: str, path: str, body: dict[str, object] | 
         data = {}
     if reply.status_code >= 400:
         message = _error_message(data) or f"HTTP {reply.status_code}"
-        error = ServiceError(f"The service answered: {message}")
-        error.http_status = reply.status_code
-        raise error
+        kind = {400: UsageError, 404: ModelNotFoundError}.get(reply.status_code, ServiceError)
+        raise kind(f"The service answered: {message}")
     return data if isinstance(data, dict) else {}
 
 

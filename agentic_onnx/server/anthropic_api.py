@@ -37,6 +37,7 @@ from agentic_onnx.server.http import (
     decode_image,
     error_response,
     first_item,
+    load_if_needed,
     parse_body,
     remote_image_refused,
     rest_of,
@@ -107,6 +108,7 @@ async def messages(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
+        await load_if_needed(request, body.model)
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentic_onnx.server import anthropic_api, embeddings_api, openai_api
+from agentic_onnx.server import anthropic_api, embeddings_api, openai_api, service_api
 from agentic_onnx.server.guard import GuardConfig, RequestGuard
 from agentic_onnx.server.http import ApiError, check_api_key, error_response, key_is_valid
 from agentic_onnx.server.pool import ModelPool
@@ -53,13 +53,15 @@ async def metrics(request: Request) -> Response:
 def create_app(pool: ModelPool, api_key: str | None = None,
                on_loaded: Callable[[ModelPool], None] | None = None,
                guard: GuardConfig | None = None, embeddings: Any = None,
-               metrics_on: bool = False, route_in_flight: int = 0) -> Starlette:
+               metrics_on: bool = False, route_in_flight: int = 0,
+               service_token: str | None = None) -> Starlette:
     """The app; `on_loaded` runs on the loading thread once every model is loaded (or failed);
     `guard`: the request checks (default: bound to loopback, no CORS, a 10 MiB body cap);
     `embeddings`: the served embedding models (server/embeddings_api.EmbeddingModels);
     `metrics_on`: serve `GET /metrics` (server.metrics; prometheus_client is imported only then);
     `route_in_flight` > 0: `serve --route` (server.routing), at most that many routed requests
-    at once."""
+    at once; `service_token`: `serve --service` (router/service.py): the token is a key too, and
+    the service's own API (server.service_api) is served."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,7 +81,7 @@ def create_app(pool: ModelPool, api_key: str | None = None,
             if embeddings is not None:
                 embeddings.close()
 
-    embeddings_only = not pool.specs and embeddings is not None
+    embeddings_only = not pool.specs and embeddings is not None and service_token is None
     app = Starlette(routes=[
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", openai_api.models, methods=["GET"]),
@@ -89,13 +91,18 @@ def create_app(pool: ModelPool, api_key: str | None = None,
               else anthropic_api.messages, methods=["POST"]),
         Route("/v1/embeddings", embeddings_api.embeddings, methods=["POST"]),
         *([Route("/metrics", metrics, methods=["GET"])] if metrics_on else []),
+        *([Route("/api/load", service_api.load, methods=["POST"]),
+           Route("/api/ps", service_api.ps, methods=["GET"]),
+           Route("/api/stop", service_api.stop, methods=["POST"])] if service_token else []),
     ], middleware=[Middleware(RequestGuard, config=guard or GuardConfig())], lifespan=lifespan)
     if metrics_on:
         from agentic_onnx.server.metrics import ServerMetrics
 
         pool.metrics = ServerMetrics(pool)
     app.state.pool = pool
-    app.state.api_key = api_key
+    app.state.api_key = api_key if service_token is None else \
+        tuple(key for key in (api_key, service_token) if key)
+    app.state.service_token = service_token
     app.state.embeddings = embeddings
     app.state.route = None
     if route_in_flight > 0:

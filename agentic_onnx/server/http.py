@@ -60,20 +60,25 @@ def presented_key(request: Request, allow_x_api_key: bool = True) -> str:
     return request.headers.get("x-api-key", "") if allow_x_api_key else ""
 
 
-def key_is_valid(request: Request, api_key: str | None, allow_x_api_key: bool = True) -> bool:
+def key_is_valid(request: Request, api_key: str | tuple[str, ...] | None,
+                 allow_x_api_key: bool = True) -> bool:
+    """Whether the request presents the key (or one of the keys: `--api-key` and the
+    service's token); any request does when the server has none."""
     if api_key is None:
         return True
     given = presented_key(request, allow_x_api_key)
-    return bool(given) and hmac.compare_digest(given.encode(), api_key.encode())
+    keys = (api_key,) if isinstance(api_key, str) else api_key
+    return bool(given) and any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
 
 
-def check_api_key(request: Request, api_key: str | None, allow_x_api_key: bool) -> None:
+def check_api_key(request: Request, api_key: str | tuple[str, ...] | None,
+                  allow_x_api_key: bool) -> None:
     """`Authorization: Bearer KEY` (and, for the Anthropic dialect, `x-api-key: KEY`)."""
     if not key_is_valid(request, api_key, allow_x_api_key):
         raise ApiError(401, "authentication_error", "Invalid or missing API key.")
 
 
-def tenant(request: Request, api_key: str | None, *labels: str | None) -> str:
+def tenant(request: Request, api_key: str | tuple[str, ...] | None, *labels: str | None) -> str:
     """Who may share a model's KV cache (and hear how much of a prompt was cached): the key
     presented, when the server has one, plus the client's own labels (`cache_salt`, `user`,
     Anthropic's `metadata.user_id`). Requests of different tenants never reuse each other's
@@ -132,6 +137,37 @@ def _too_deep() -> ApiError:
                     f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
 
 
+async def load_if_needed(request: Request, model: str | None) -> None:
+    """The service (`serve --service`) loads a model a request names that is not loaded yet
+    (an id, alias or `onnx add` name; a folder path only from a client holding the service's
+    token). A name no local model has is left to the router (`--route`) or the 404."""
+    pool = request.app.state.pool
+    if not getattr(pool, "on_demand", False) or (model and pool.serves(model)):
+        return
+    if not model and pool.specs:
+        return
+    from agentic_onnx.core.errors import ModelNotFoundError
+    from agentic_onnx.core.models.resolve import looks_like_path
+
+    token = getattr(request.app.state, "service_token", None)
+    if model and looks_like_path(model) and not (token and key_is_valid(request, token)):
+        raise ApiError(403, "permission_error", "Only a client holding the service's token may "
+                       "load a model from a path.", param="model")
+    try:
+        await run_in_threadpool(pool.ensure_loaded, model)
+    except ModelNotFoundError as error:
+        if getattr(request.app.state, "route", None) is None:
+            raise api_error(error) from None
+    except AgenticError as error:
+        raise api_error(error) from None
+
+
+def logged_by_client(request: Request) -> bool:
+    """A request whose client writes its own usage row (`run` through the service): the
+    service does not log it twice. Honoured only with a valid key."""
+    return request.headers.get("x-agentic-logged") == "client"
+
+
 def routes(request: Request, model: str | None) -> bool:
     """Whether the request goes through the router (`serve --route`, a model not served here)."""
     state = request.app.state
@@ -148,7 +184,8 @@ def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str) 
             return routing.start(request, chat, front_end, tenant)
         except AgenticError as error:
             raise api_error(error) from None
-    return submit(request.app.state.pool, chat, front_end=front_end, tenant=tenant)
+    return submit(request.app.state.pool, chat, front_end=front_end, tenant=tenant,
+                  log=not logged_by_client(request))
 
 
 def check_model(pool: Any, model: str | None) -> None:

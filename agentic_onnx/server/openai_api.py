@@ -35,6 +35,7 @@ from agentic_onnx.server.http import (
     decode_image,
     error_response,
     first_item,
+    load_if_needed,
     openai_tool_calls,
     parse_body,
     remote_image_refused,
@@ -77,6 +78,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    top_k: Optional[int] = Field(None, ge=1)  # vLLM's extension; our CLI sends it to the service
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = Field(None, ge=0, le=2**31 - 1)
     stream: bool = False
@@ -115,6 +117,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
+        await load_if_needed(request, body.model)
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)
@@ -176,7 +179,7 @@ def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, s
     try:
         options = GenerationOptions(**{name: value for name, value in {
             "max_tokens": max_tokens, "temperature": body.temperature, "top_p": body.top_p,
-            "seed": body.seed, "stop": tuple(s for s in stops if s)}.items() if value is not None})
+            "top_k": body.top_k, "seed": body.seed, "stop": tuple(s for s in stops if s)}.items() if value is not None})
     except ValidationError as error:
         first = error.errors()[0]
         raise ApiError(400, "invalid_request_error", f"{first['loc'][0]}: {first['msg']}",

@@ -77,7 +77,8 @@ class Job:
         self.metrics = metrics  # server.metrics.ServerMetrics (serve --metrics), else None
         self.queued_at = time.perf_counter()
         self.answer_error: AgenticError | None = None  # set before the finished Response is put
-        self.logged = not log  # a routed request's row (and metrics) are the router's
+        self.log = log  # False: the usage row is another's (the router's, or the client's)
+        self.logged = False
         self.state = WAITING
         self._worker = worker
         self._loop = loop
@@ -119,6 +120,8 @@ class ModelWorker:
         self.model = model
         self.max_queue = max_queue
         self.local = LocalGeneration(model, slots=kv_slots, kv_budget_bytes=kv_budget_bytes)
+        self.last_used = time.monotonic()  # the end of its last request (or its load)
+        self.served = False  # it answered a request since it was loaded
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
@@ -155,7 +158,14 @@ class ModelWorker:
                     "waiting": self._admitted - self._running, "max_queue": self.max_queue,
                     "cancelled": self._cancelled, "kv_cache": self.local.kv_usage()}
 
+    @property
+    def busy(self) -> bool:
+        """Requests running or waiting."""
+        with self._lock:
+            return self._admitted > 0
+
     def stop(self) -> None:
+        """End the thread once the requests already queued are done."""
         self._jobs.put(None)
 
     def _retry_after(self) -> int:
@@ -180,6 +190,7 @@ class ModelWorker:
                         self._cancelled += 1
                     job.state = DONE
                 self._last_duration_s = time.perf_counter() - started
+                self.last_used, self.served = time.monotonic(), True
 
     def _run(self, job: Job) -> None:
         response = Response(events=(), provider="onnx", model=job.model_name,
@@ -227,9 +238,10 @@ class ModelWorker:
 
         if not job.logged:
             job.logged = True
-            log_local(job.front_end, response, outcome,
-                      error.one_line() if error is not None else None, job.queued_at,
-                      on_failure=_server_log.warning)
+            if job.log:
+                log_local(job.front_end, response, outcome,
+                          error.one_line() if error is not None else None, job.queued_at,
+                          on_failure=_server_log.warning)
             if job.metrics is not None:
                 job.metrics.request_done(job, response, outcome)
 
@@ -250,7 +262,8 @@ class ModelNotServedError(ModelNotFoundError):
     """A request named a model this server does not serve (the API's 404, never another model)."""
 
     def __init__(self, name: str, served: Sequence[str]) -> None:
-        super().__init__(f"The model {name!r} is not served here; served: {', '.join(served)}.")
+        listed = f"served: {', '.join(served)}" if served else "no model is loaded"
+        super().__init__(f"The model {name!r} is not served here; {listed}.")
         self.name = name
 
 
@@ -261,10 +274,13 @@ class ModelPool:
 
     def __init__(self, specs: Sequence[ModelSpec], execution_provider: str = "auto",
                  threads: int | None = None, max_queue: int = 16, kv_slots: int | None = None,
-                 kv_cache_mb: float | None = None) -> None:
+                 kv_cache_mb: float | None = None, keep_alive_s: float | None = None,
+                 memory_budget_bytes: int | None = None, on_demand: bool = False) -> None:
         """`kv_slots`: conversations kept per model (default core.generation.kv_budget's);
         `kv_cache_mb`: their KV caches' memory per model (default: half the memory available
-        once the models are loaded, shared by the models)."""
+        once the models are loaded, shared by the models). The service (`serve --service`):
+        `on_demand` loads a model a request names; `keep_alive_s` unloads an idle model (None:
+        never); `memory_budget_bytes` bounds the loaded models' weights (server.residency)."""
         from agentic_onnx.core.generation.kv_budget import DEFAULT_KV_SLOTS
 
         self.specs = list(specs)
@@ -277,6 +293,13 @@ class ModelPool:
         self.error: AgenticError | None = None
         self.warnings: list[str] = []
         self.metrics: Any = None  # server.metrics.ServerMetrics, set by create_app(metrics_on=True)
+        self.keep_alive_s = keep_alive_s
+        self.memory_budget_bytes = memory_budget_bytes
+        self.on_demand = on_demand
+        self._keep_alive: dict[str, float | None] = {}  # per model, when a request set its own
+        self._sizes: dict[str, int] = {}
+        self._changing = threading.RLock()  # loads and unloads, one at a time
+        self._closed = threading.Event()
         self._ready = threading.Event()
 
     @property
@@ -299,18 +322,125 @@ class ModelPool:
                     default_budget_bytes(loaded.execution_provider, len(models))
                 self.workers[spec.model_id] = ModelWorker(spec.model_id, loaded, self.max_queue,
                                                           self.kv_slots, budget)
+                self._sizes[spec.model_id] = _weights(loaded)
         except AgenticError as error:
             self.error = error
         finally:
             self._ready.set()
+        if self.keep_alive_s is not None or self.on_demand:
+            threading.Thread(target=self._expire, name="keep-alive", daemon=True).start()
+
+    # -- the service: models loaded on demand, kept alive, unloaded -------------------------
+
+    def ensure_loaded(self, name: str | None, keep_alive_s: object = "default") -> dict[str, Any]:
+        """The model `name` names (an id, alias, `onnx add` name or folder path), loaded now if
+        it is not: what `/api/load` answers (its id, EP, load time; 0 when it was resident).
+        Idle models are unloaded first when the new one would not fit the memory budget."""
+        from agentic_onnx.core.generation.engine import load_model, weights_size
+        from agentic_onnx.core.models.resolve import resolve
+        from agentic_onnx.server.residency import to_unload
+
+        with self._changing:
+            if name and self.serves(name) or not name and self.specs:
+                spec = self.spec_for(name)
+                self._set_keep_alive(spec.model_id, keep_alive_s)
+                return self._loaded_json(spec.model_id, 0.0, [])
+            if not self.on_demand:
+                raise ModelNotServedError(name or "", self.served_ids())
+            resolution = resolve(name)
+            model_id, aliases = served_names(name, resolution)
+            if model_id in self.workers:  # another name of a loaded model (a path, an alias)
+                self._add_aliases(model_id, (*aliases, *((name,) if name else ())))
+                self._set_keep_alive(model_id, keep_alive_s)
+                return self._loaded_json(model_id, 0.0, [])
+            needed = weights_size(resolution.folder)
+            for idle in to_unload(self._residents(), needed, self.memory_budget_bytes):
+                self.unload(idle)
+            loaded = load_model(resolution.folder, self.execution_provider, self.threads)
+            from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
+
+            budget = int(self.kv_cache_mb * MIB) if self.kv_cache_mb else \
+                default_budget_bytes(loaded.execution_provider, len(self.workers) + 1)
+            self.workers[model_id] = ModelWorker(model_id, loaded, self.max_queue,
+                                                 self.kv_slots, budget)
+            self._sizes[model_id] = needed
+            extra = (name,) if name and name != model_id else ()
+            self.specs.append(ModelSpec(model_id, resolution.folder,
+                                        tuple(dict.fromkeys((*aliases, *extra))),
+                                        adapters=installed_adapters_of(resolution.folder)))
+            self._set_keep_alive(model_id, keep_alive_s)
+            return self._loaded_json(model_id, loaded.load_s, loaded.warnings)
+
+    def unload(self, name: str) -> str:
+        """Unload a model now (its queued requests are answered first); its id."""
+        from agentic_onnx.core.generation.engine import forget_model
+
+        with self._changing:
+            spec = self.spec_for(name)
+            worker = self.workers.pop(spec.model_id)
+            self.specs = [kept for kept in self.specs if kept.model_id != spec.model_id]
+            self._sizes.pop(spec.model_id, None)
+            self._keep_alive.pop(spec.model_id, None)
+            worker.stop()
+            forget_model(worker.model)
+            return spec.model_id
+
+    def _set_keep_alive(self, model_id: str, keep_alive_s: object) -> None:
+        if keep_alive_s != "default":
+            self._keep_alive[model_id] = keep_alive_s  # type: ignore[assignment]
+        self.workers[model_id].last_used = time.monotonic()
+
+    def keep_alive_of(self, model_id: str) -> float | None:
+        return self._keep_alive.get(model_id, self.keep_alive_s)
+
+    def _residents(self) -> list[Any]:
+        from agentic_onnx.server.residency import Resident
+
+        return [Resident(model_id, self._sizes.get(model_id, 0), worker.last_used,
+                         self.keep_alive_of(model_id), worker.busy, worker.served)
+                for model_id, worker in self.workers.items()]
+
+    def _expire(self) -> None:
+        """Unload models whose keep-alive ran out (checked every half second until close)."""
+        from agentic_onnx.server.residency import expired
+
+        while not self._closed.wait(0.5):
+            with self._changing:
+                for model_id in expired(self._residents(), time.monotonic()):
+                    self.unload(model_id)
+
+    def _add_aliases(self, model_id: str, names: tuple[str, ...]) -> None:
+        self.specs = [ModelSpec(spec.model_id, spec.folder,
+                                tuple(dict.fromkeys((*spec.aliases, *names))), spec.adapters)
+                      if spec.model_id == model_id else spec for spec in self.specs]
+
+    def _loaded_json(self, model_id: str, load_s: float, warnings: list[str]) -> dict[str, Any]:
+        worker = self.workers[model_id]
+        return {"model": model_id, "execution_provider": worker.model.execution_provider,
+                "load_s": round(load_s, 4), "warnings": list(warnings)}
+
+    def resident(self) -> list[dict[str, Any]]:
+        """What `/api/ps` lists: each loaded model, its memory, queue and when it unloads."""
+        now = time.monotonic()
+        listed = []
+        for resident in self._residents():
+            worker = self.workers[resident.model_id]
+            expires = resident.expires_at()
+            listed.append({**worker.status(), "execution_provider": worker.model.execution_provider,
+                           "memory_bytes": resident.size_bytes,
+                           "keep_alive_s": resident.keep_alive_s,
+                           "unloads_in_s": None if expires is None or resident.busy
+                           else round(max(expires - now, 0.0), 1)})
+        return listed
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
     def spec_for(self, name: str | None) -> ModelSpec:
         """The served model that `name` names (its id or an alias); the first for no name."""
-        if not name:
+        if not name and self.specs:
             return self.specs[0]
+        name = name or ""
         base, _, adapter = name.partition(":")
         for spec in self.specs:
             if name in spec.names or (adapter and base in spec.names
@@ -353,5 +483,34 @@ class ModelPool:
         return [worker.status() for worker in self.workers.values()]
 
     def close(self) -> None:
+        self._closed.set()
         for worker in self.workers.values():
             worker.stop()
+
+
+def served_names(name: str | None, resolution: Any) -> tuple[str, tuple[str, ...]]:
+    """The id a served model is published under, and the other names requests may use: a store
+    model is its id (an alias it was chosen by also works); a model added with `onnx add` is its
+    name; a folder is the folder's name."""
+    from agentic_onnx.core.models.custom_models import get_custom_model
+    from agentic_onnx.core.models.names import is_model_name
+
+    named = name is not None and is_model_name(name)
+    if resolution.model_id:
+        return resolution.model_id, ((name,) if named and name != resolution.model_id else ())
+    if named and get_custom_model(name) is not None:  # type: ignore[arg-type]
+        return name, ()  # type: ignore[return-value]
+    return resolution.folder.name, ()
+
+
+def installed_adapters_of(folder: Any) -> tuple[tuple[str, Any], ...]:
+    """The LoRA adapters kept with a model (core.models.adapters), served as BASE:ADAPTER."""
+    from agentic_onnx.core.models.adapters import installed_adapters
+
+    return tuple(installed_adapters(folder.path).items())
+
+
+def _weights(loaded: Any) -> int:
+    from agentic_onnx.core.generation.engine import weights_size
+
+    return weights_size(loaded.folder)

@@ -2,7 +2,8 @@
 
 Keep-alive follows Ollama's `keep_alive`: a duration (`"5m"`, `"30s"`, `"1h"`, `"300"` seconds)
 after a model's last request, `0` unloads it as soon as its requests are done, a negative value
-keeps it until the service stops. Before a model is loaded, the least recently used idle models
+keeps it until the service stops; a model just loaded waits at least LOAD_GRACE_S for the
+request it was loaded for (`/api/load` comes before the request itself). Before a model is loaded, the least recently used idle models
 are unloaded until the new one fits in the memory budget (weights on disk stand for their
 memory: genai maps the weights it reads); a model with requests running or waiting is never
 unloaded.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from agentic_onnx.core.errors import UsageError
 
 FOREVER = None  # a keep-alive of None: until the service stops
+LOAD_GRACE_S = 30.0  # a model loaded for a request waits this long for it, whatever keep_alive
 _DURATION = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -45,9 +47,13 @@ class Resident:
     last_used: float  # time.monotonic() of its last request's end (or its load)
     keep_alive_s: float | None  # None: forever
     busy: bool = False  # requests running or waiting
+    served: bool = True  # it answered a request since it was loaded
 
     def expires_at(self) -> float | None:
-        return None if self.keep_alive_s is None else self.last_used + self.keep_alive_s
+        if self.keep_alive_s is None:
+            return None
+        keep = self.keep_alive_s if self.served else max(self.keep_alive_s, LOAD_GRACE_S)
+        return self.last_used + keep
 
 
 def expired(residents: Sequence[Resident], now: float) -> list[str]:

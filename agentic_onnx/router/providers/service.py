@@ -32,6 +32,7 @@ class ServiceProvider(OpenAICompatProvider):
         self._resolve = resolve  # model spec -> ModelFolder, as in process (offers downloads)
         self.model_name: str | None = None
         self._loaded_for: tuple[str | None, str | None] | None = None
+        self._load_spec = ""
 
     def prepare(self, request: ChatRequest) -> None:
         """The model resident in the service (loaded now if it was not): its id, EP, load time."""
@@ -49,6 +50,7 @@ class ServiceProvider(OpenAICompatProvider):
 
             self._resolve = resolve_model
         folder = self._resolve(request.model)
+        self._load_spec = str(folder.path)
         loader = make_client(LOAD_TIMEOUT_S)
         try:
             reply = post_json(loader, self._target, f"{self.service.url}/api/load",
@@ -62,9 +64,14 @@ class ServiceProvider(OpenAICompatProvider):
         self.warnings = [str(warning) for warning in reply.get("warnings") or []]
         self._loaded_for = wanted
 
+    def _request_headers(self) -> dict[str, str]:
+        """The token, and that this client writes the request's usage row itself."""
+        return {**super()._request_headers(), "x-agentic-logged": "client"}
+
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         payload = super()._payload(request)
-        payload["model"] = self.model_name if not request.adapter \
+        # The folder, not the id: the service loads it again if it unloaded it meanwhile.
+        payload["model"] = self._load_spec if not request.adapter \
             else f"{self.model_name}:{request.adapter}"
         if "top_k" in request.options.model_fields_set:
             payload["top_k"] = request.options.top_k

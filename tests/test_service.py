@@ -1,0 +1,146 @@
+"""The resident service (issue 13): `service start|stop|status`, discovery by `run`, `ps`,
+`stop MODEL`, keep-alive, the memory budget, a stale state file, and the token. Real processes:
+the service is `agentic-onnx serve --service` in the background."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import MODELS, run_cli, run_cli_process
+from .server_support import SLOW_DECODE, http
+
+PHI3 = str(MODELS / "tiny-phi3-fp32")
+QWEN = str(MODELS / "tiny-qwen2-fp32")
+ASK = ["run", "-t", "Say hello.", "--max-tokens", "8", "--json"]
+
+
+def start(*options: str, env: dict[str, str] | None = None) -> dict:
+    result = run_cli_process("service", "start", "--threads", "1", *options, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def service():
+    """A service of this test's home; stopped (and its state file gone) afterwards."""
+    yield start
+    stopped = run_cli("service", "stop", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def state_file(home) -> dict:  # noqa: ANN001
+    return json.loads((home / "service.json").read_text(encoding="utf-8"))
+
+
+def ps() -> list[dict]:
+    result = run_cli("ps", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["models"]
+
+
+def wait_until(predicate, what: str, limit_s: float = 60.0):  # noqa: ANN001, ANN201
+    """Poll `predicate` until it holds (bounded): for what the service does on its own thread."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_run_uses_a_running_service_and_answers_the_same(service, hermetic_env):
+    alone = json.loads(run_cli(*ASK, "-m", PHI3).stdout)
+    started = service()
+    assert started["started"] is True and started["url"].startswith("http://127.0.0.1:")
+    saved = state_file(hermetic_env)
+    assert stat.S_IMODE((hermetic_env / "service.json").stat().st_mode) == 0o600
+    assert saved["pid"] == started["pid"] and len(saved["token"]) >= 32
+    assert "token" not in started  # never printed
+    first = run_cli(*ASK, "-m", PHI3)
+    assert first.returncode == 0, first.stderr
+    via = json.loads(first.stdout)
+    assert via["service"] == started["url"]
+    assert (via["text"], via["usage"], via["finish_reason"]) == \
+        (alone["text"], alone["usage"], alone["finish_reason"])  # greedy: the same answer
+    again = json.loads(run_cli(*ASK, "-m", PHI3).stdout)
+    assert again["timings"]["load_s"] == 0.0  # resident now
+    assert json.loads(run_cli(*ASK, "-m", PHI3, "--no-service").stdout)["service"] is None
+    from agentic_onnx.router import usage as usage_log
+
+    assert [row["command"] for row in usage_log.rows()] == ["run"] * 4  # one row each, not two
+    [loaded] = ps()
+    assert loaded["id"] == "tiny-phi3-fp32" and loaded["execution_provider"] == "cpu"
+    assert loaded["keep_alive_s"] == 300.0 and 0 < loaded["unloads_in_s"] <= 300
+    stopped = run_cli("stop", "tiny-phi3-fp32", "--json")
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["unloaded"] is True
+    assert ps() == []
+    missing = run_cli("stop", "tiny-phi3-fp32")
+    assert missing.returncode == 3 and "not served" in missing.stderr
+
+
+def test_keep_alive_zero_unloads_after_the_request(service):
+    service("--keep-alive", "0")
+    assert run_cli(*ASK, "-m", PHI3).returncode == 0
+    wait_until(lambda: ps() == [], "the model to unload")
+
+
+def test_a_full_memory_budget_unloads_the_least_recently_used_model(service):
+    """The budget holds one tiny model's weights, not two: loading the second unloads the first."""
+    sizes = [sum(p.stat().st_size for p in (MODELS / name).iterdir()
+                 if p.name.endswith((".onnx", ".onnx.data")))
+             for name in ("tiny-phi3-fp32", "tiny-qwen2-fp32")]
+    budget_gb = (max(sizes) * 1.5) / 2**30
+    assert budget_gb * 2**30 < sum(sizes)  # precondition: both do not fit
+    service("--max-memory-gb", f"{budget_gb:.9f}")
+    assert run_cli(*ASK, "-m", PHI3).returncode == 0
+    assert [model["id"] for model in ps()] == ["tiny-phi3-fp32"]
+    assert run_cli(*ASK, "-m", QWEN).returncode == 0
+    assert [model["id"] for model in ps()] == ["tiny-qwen2-fp32"]
+
+
+def test_requests_without_the_token_are_refused(service, hermetic_env):
+    url = service()["url"]
+    token = state_file(hermetic_env)["token"]
+    assert http("GET", f"{url}/api/ps")[0] == 401
+    assert http("GET", f"{url}/api/ps", headers={"authorization": "Bearer wrong"})[0] == 401
+    body = {"model": "tiny-phi3-fp32", "messages": [{"role": "user", "content": "hi"}]}
+    assert http("POST", f"{url}/v1/chat/completions", body)[0] == 401
+    status, _, answer = http("POST", f"{url}/api/load", {"model": PHI3},
+                             headers={"authorization": f"Bearer {token}"})
+    assert status == 200 and answer["model"] == "tiny-phi3-fp32" and answer["load_s"] > 0
+    assert http("GET", f"{url}/api/ps", headers={"authorization": f"Bearer {token}"})[0] == 200
+
+
+def test_a_stale_state_file_is_ignored_and_removed(hermetic_env):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (hermetic_env / "service.json").write_text(json.dumps(
+        {"url": "http://127.0.0.1:9", "pid": int(gone.stdout), "token": "x" * 43}))
+    result = run_cli(*ASK, "-m", PHI3)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["service"] is None
+    assert not (hermetic_env / "service.json").exists()
+    assert json.loads(run_cli("service", "status", "--json").stdout)["running"] is False
+
+
+def test_ctrl_c_of_an_attached_run_cancels_its_request_in_the_service(service, hermetic_env):
+    """A slowed decode keeps the request running; Ctrl-C of `run` closes its stream and the
+    service stops generating (its worker counts a cancelled request)."""
+    service(env={"PYTHONPATH": str(SLOW_DECODE), "AGENTIC_TEST_DECODE_DELAY_S": "0.05"})
+    run = subprocess.Popen([sys.executable, "-m", "agentic_onnx", "run", "-m", PHI3, "-t", "Hi",
+                            "--max-tokens", "400"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=os.environ.copy())
+    wait_until(lambda: any(model["running"] for model in ps()), "the request to run")
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    wait_until(lambda: all(model["cancelled"] == 1 and not model["running"] for model in ps()),
+               "the service to cancel the request")
