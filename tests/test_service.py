@@ -144,3 +144,37 @@ def test_ctrl_c_of_an_attached_run_cancels_its_request_in_the_service(service, h
     assert run.wait(timeout=60) == 130
     wait_until(lambda: all(model["cancelled"] == 1 and not model["running"] for model in ps()),
                "the service to cancel the request")
+
+
+def test_chat_and_onnx_test_use_the_service_too(service):
+    """The same greedy chat (two turns) and `onnx test` answers in process and through the
+    service; the service keeps the chat's history cached between turns."""
+    chat = ["chat", "-m", PHI3, "--max-tokens", "6"]
+    turns = "Hello there.\nAnd again?\n"
+    alone = run_cli(*chat, "--no-service", stdin=turns)
+    tested_alone = json.loads(run_cli("onnx", "test", "-m", PHI3, "--json").stdout)
+    url = service()["url"]
+    via = run_cli(*chat, stdin=turns)
+    assert via.returncode == 0, via.stderr
+    assert f"Using the resident service at {url}" in via.stderr
+    assert via.stdout == alone.stdout and via.stdout.strip()
+    tested = run_cli("onnx", "test", "-m", PHI3, "--json")
+    assert tested.returncode == 0, tested.stderr
+    result = json.loads(tested.stdout)
+    assert (result["text"], result["completion_tokens"], result["model"]) == \
+        (tested_alone["text"], tested_alone["completion_tokens"], "tiny-phi3-fp32")
+    from agentic_onnx.router import usage as usage_log
+
+    rows = [row for row in usage_log.rows() if row["command"] == "chat"]
+    assert len(rows) == 4  # two turns alone, two through the service: one row each
+    assert [model["id"] for model in ps()] == ["tiny-phi3-fp32"]
+
+
+def test_a_chat_through_the_service_drops_the_oldest_turns_when_the_context_is_full(service):
+    """tiny-phi3's context holds 512 tokens: the third long turn does not fit with the first
+    two, so the service refuses it before generating and the oldest exchange is dropped."""
+    service()
+    long_turn = " ".join(["words about the weather"] * 14)  # ~200 tiny-phi3 tokens each
+    result = run_cli("chat", "-m", PHI3, "--max-tokens", "4", stdin=f"{long_turn}\n" * 3)
+    assert result.returncode == 0, result.stderr
+    assert "The context is full: dropped the 2 oldest messages" in result.stderr

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ModelOpt, ThreadsOpt
+from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ModelOpt, NoServiceOpt, ThreadsOpt
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -16,6 +16,7 @@ def test_command(
     model: ModelOpt = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    no_service: NoServiceOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Load a model and generate from a fixed short prompt: a quick check that it works.
@@ -32,8 +33,18 @@ def test_command(
     from agentic_onnx.router.local_settings import local_settings
 
     out = current()
-    settings = local_settings(execution_provider, threads, on_notice=out.warning)
-    result = smoke_test(model, settings.execution_provider, settings.threads)
+    from agentic_onnx.router.service import discover
+
+    # The resident service answers unless the command names its own EP or threads.
+    state = discover(not no_service) if execution_provider == "auto" and threads is None \
+        else None
+    if state is not None:
+        from agentic_onnx.router.providers.service import smoke_test_via
+
+        result = smoke_test_via(state, model)
+    else:
+        settings = local_settings(execution_provider, threads, on_notice=out.warning)
+        result = smoke_test(model, settings.execution_provider, settings.threads)
     for message in result.warnings:
         out.warning(message)
     failure = None if result.ok else ModelTestFailedError(

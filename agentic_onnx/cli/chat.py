@@ -19,6 +19,7 @@ from agentic_onnx.cli.options import (
     ExecutionProviderOpt,
     MaxTokensOpt,
     ModelOpt,
+    NoServiceOpt,
     SeedOpt,
     StopOpt,
     SystemOpt,
@@ -57,6 +58,7 @@ def chat_command(
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
     yes: YesOpt = False,
+    no_service: NoServiceOpt = False,
 ) -> None:
     """Chat with a local model; the KV cache is kept between turns (/help lists the commands)."""
     from agentic_onnx.cli.loading_view import shown_while_loading
@@ -69,14 +71,26 @@ def chat_command(
                             top_k=top_k, seed=seed, stop=stop)
     from agentic_onnx.router.local_settings import local_settings
 
-    settings = local_settings(execution_provider, threads, on_notice=output.current().warning)
-    with shown_while_loading():
-        loaded = load_model(resolve_for_run(model, yes), settings.execution_provider,
-                            settings.threads)
-    for message in loaded.warnings:
-        output.current().warning(message)
-    conversation = Conversation(loaded, system, on_notice=output.current().warning,
-                                adapter=adapter)
+    from agentic_onnx.router.service import discover
+
+    out = output.current()
+    # The resident service answers unless the command names its own EP or threads.
+    state = discover(not no_service) if execution_provider == "auto" and threads is None \
+        else None
+    if state is not None:
+        from agentic_onnx.router.remote_conversation import RemoteConversation
+
+        conversation: Any = RemoteConversation(state, resolve_for_run(model, yes), system,
+                                               on_notice=out.warning, adapter=adapter)
+        out.note(f"Using the resident service at {state.url}.")
+    else:
+        settings = local_settings(execution_provider, threads, on_notice=out.warning)
+        with shown_while_loading():
+            loaded = load_model(resolve_for_run(model, yes), settings.execution_provider,
+                                settings.threads)
+        for message in loaded.warnings:
+            out.warning(message)
+        conversation = Conversation(loaded, system, on_notice=out.warning, adapter=adapter)
     ChatSession(conversation, options).run()
 
 
@@ -228,7 +242,7 @@ class ChatSession:
         context = self.conversation.model.folder.context_length
         rows = [
             ("prompt tokens", f"{turn.prompt_tokens} ({turn.reused_tokens} reused from the KV "
-                              f"cache, {len(turn.appended_ids)} new)"),
+                              f"cache, {turn.appended_tokens} new)"),
             ("completion tokens", str(turn.completion_tokens)),
             ("finish reason", str(turn.finish_reason)),
             ("time to first token", _ms(timings.ttft_ms)),

@@ -417,7 +417,8 @@ class ModelPool:
     def _loaded_json(self, model_id: str, load_s: float, warnings: list[str]) -> dict[str, Any]:
         worker = self.workers[model_id]
         return {"model": model_id, "execution_provider": worker.model.execution_provider,
-                "load_s": round(load_s, 4), "warnings": list(warnings)}
+                "threads": worker.model.threads, "load_s": round(load_s, 4),
+                "warnings": list(warnings)}
 
     def resident(self) -> list[dict[str, Any]]:
         """What `/api/ps` lists: each loaded model, its memory, queue and when it unloads."""

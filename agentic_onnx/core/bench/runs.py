@@ -409,19 +409,28 @@ def smoke_test(model_spec: str | None, execution_provider: str = "auto",
     from agentic_onnx.core.generation.response import Response
 
     from agentic_onnx.core.generation.local import LocalGeneration
-    from agentic_onnx.core.generation.request import ChatRequest
 
     folder = resolve_model(model_spec)
     loaded = load_model(folder, execution_provider, threads)
-    load_s = loaded.load_s
-    request = ChatRequest.of([{"role": "user", "content": SMOKE_PROMPT}],
-                             options=GenerationOptions(max_tokens=SMOKE_MAX_TOKENS))
-    response = Response(LocalGeneration(loaded, keep_prefix=False).stream(request),
+    response = Response(LocalGeneration(loaded, keep_prefix=False).stream(smoke_request()),
                         provider="onnx", model=folder.name,
-                        execution_provider=loaded.execution_provider, load_s=load_s)
-    response.consume()
+                        execution_provider=loaded.execution_provider, load_s=loaded.load_s)
+    return smoke_result(response.consume(), str(folder.path), loaded.threads, loaded.warnings)
+
+
+def smoke_request(model: str | None = None) -> Any:
+    """The fixed request of `onnx test` (a core ChatRequest)."""
+    from agentic_onnx.core.generation.request import ChatRequest
+
+    return ChatRequest.of([{"role": "user", "content": SMOKE_PROMPT}], model=model,
+                          options=GenerationOptions(max_tokens=SMOKE_MAX_TOKENS))
+
+
+def smoke_result(response: Any, model_path: str, threads: int,
+                 warnings: Sequence[str] = ()) -> SmokeTestResult:
+    """`onnx test`'s result from the finished Response of `smoke_request`."""
     timings = response.timings
-    return SmokeTestResult(folder.name, str(folder.path), loaded.execution_provider,
-                           loaded.threads, load_s, timings.ttft_ms, timings.decode_tokens_per_s,
+    return SmokeTestResult(response.model, model_path, response.execution_provider or "",
+                           threads, response.load_s, timings.ttft_ms, timings.decode_tokens_per_s,
                            response.usage.completion_tokens if response.usage else 0,
-                           response.text, list(loaded.warnings))
+                           response.text, list(warnings))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentic_onnx.core.errors import PromptTooLongError
 from agentic_onnx.core.generation.engine import LoadedModel, Message
@@ -41,30 +41,69 @@ class TurnStats:
     finish_reason: str | None
     dropped_messages: int  # oldest messages dropped this turn so the history fits
     rewound: bool
+    new_tokens: int | None = None  # when the ids are not known (a service computed them)
+
+    @property
+    def appended_tokens(self) -> int:
+        return self.new_tokens if self.new_tokens is not None else len(self.appended_ids)
 
 
-class Conversation:
-    """A multi-turn chat with one model; the KV cache is kept between turns.
+class ChatHistory:
+    """What a chat session keeps, wherever its model runs: the system prompt, the turns (and
+    their images), each turn's statistics, `/save`'s transcript. Subclasses stream a turn."""
 
-    When the history no longer leaves room for an answer (`reserve_tokens`: the smaller of
-    `max_tokens` and a quarter of the context), the oldest exchanges are dropped, the system
-    prompt is kept, and `on_notice` is told.
-    """
-
-    def __init__(self, model: LoadedModel, system: str | None = None,
+    def __init__(self, model: Any, system: str | None = None,
                  on_notice: Callable[[str], None] | None = None,
                  adapter: str | Path | None = None) -> None:
-        self.model = model
+        self.model = model  # .folder (name, context_length) and .execution_provider
         self.adapter = str(adapter) if adapter is not None else None  # LoRA: a name or a file
         self.system = system or None
         self.turns: list[Message] = []
         self.turn_images: list[tuple[ImageInput, ...]] = []  # one entry per turn, () for most
         self.history: list[TurnStats] = []
-        self._image_tokens: dict[ImageInput, int] = {}  # measured cost of images already sent
-        self._local = LocalGeneration(model, reseed_each_request=False)
         self._on_notice = on_notice or (lambda message: None)
-        if self.adapter is not None:
-            self._local.adapter_file(self.adapter)  # a wrong name fails before the first turn
+
+    def _record(self, events: Iterator[StreamEvent], dropped: int) -> Iterator[StreamEvent]:
+        """Pass the turn's events on; the answer joins the history when the stream ends, also
+        when it is closed early (Ctrl-C): the history holds what the user saw. A stream that
+        fails before its first event leaves the history as it was."""
+        chunks: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        started = False
+        try:
+            for event in events:
+                started = True
+                if isinstance(event, TextDelta):
+                    chunks.append(event.text)
+                elif isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Finish):
+                    finish = event.reason
+                yield event
+        except BaseException:
+            if not started:
+                self.turns.pop()
+                self.turn_images.pop()
+                raise
+            self._finish_turn(chunks, usage, finish, dropped)
+            raise
+        self._finish_turn(chunks, usage, finish, dropped)
+
+    def _finish_turn(self, chunks: list[str], usage: Usage | None, finish: str | None,
+                     dropped: int) -> None:
+        self.turns.append({"role": "assistant", "content": "".join(chunks)})
+        self.turn_images.append(())
+        self.history.append(self._turn_stats(usage, finish, dropped))
+
+    def _turn_stats(self, usage: Usage | None, finish: str | None, dropped: int) -> TurnStats:
+        raise NotImplementedError
+
+    def _request(self, options: GenerationOptions, **fields: Any) -> ChatRequest:
+        """The whole history as one request; its images while the history holds any."""
+        images = [image for turn in self.turn_images for image in turn]
+        return ChatRequest.of(self.messages, options=options, images=images,
+                              adapter=self.adapter, **fields)
 
     @property
     def messages(self) -> list[Message]:
@@ -74,6 +113,44 @@ class Conversation:
     @property
     def last(self) -> TurnStats | None:
         return self.history[-1] if self.history else None
+
+    @property
+    def has_images(self) -> bool:
+        return any(self.turn_images)
+
+    def clear(self) -> None:
+        """Forget the turns, keep the system prompt (and the KV cache, whose prefix still fits)."""
+        self.turns.clear()
+        self.turn_images.clear()
+
+    def set_system(self, system: str | None) -> None:
+        self.system = system or None
+
+    def to_json(self) -> dict[str, object]:
+        """The transcript `/save` writes."""
+        system = self.messages[:len(self.messages) - len(self.turns)]
+        messages = system + [_saved_message(turn, images)
+                             for turn, images in zip(self.turns, self.turn_images)]
+        return {"model": self.model.folder.name, "system": self.system,
+                "messages": messages, "turns": [_stats_json(turn) for turn in self.history]}
+
+
+class Conversation(ChatHistory):
+    """A multi-turn chat with one model in this process; the KV cache is kept between turns.
+
+    When the history no longer leaves room for an answer (`reserve_tokens`: the smaller of
+    `max_tokens` and a quarter of the context), the oldest exchanges are dropped, the system
+    prompt is kept, and `on_notice` is told.
+    """
+
+    def __init__(self, model: LoadedModel, system: str | None = None,
+                 on_notice: Callable[[str], None] | None = None,
+                 adapter: str | Path | None = None) -> None:
+        super().__init__(model, system, on_notice, adapter)
+        self._image_tokens: dict[ImageInput, int] = {}  # measured cost of images already sent
+        self._local = LocalGeneration(model, reseed_each_request=False)
+        if self.adapter is not None:
+            self._local.adapter_file(self.adapter)  # a wrong name fails before the first turn
 
     @property
     def cache(self) -> PrefixCache:
@@ -100,34 +177,8 @@ class Conversation:
             raise
         return self._stream(dropped, request)
 
-    @property
-    def has_images(self) -> bool:
-        return any(self.turn_images)
-
-    def clear(self) -> None:
-        """Forget the turns, keep the system prompt (and the KV cache, whose prefix still fits)."""
-        self.turns.clear()
-        self.turn_images.clear()
-
-    def set_system(self, system: str | None) -> None:
-        self.system = system or None
-
     def reserve_tokens(self, options: GenerationOptions) -> int:
         return min(options.max_tokens, max(self.model.folder.context_length // 4, 1))
-
-    def to_json(self) -> dict[str, object]:
-        """The transcript `/save` writes."""
-        system = self.messages[:len(self.messages) - len(self.turns)]
-        messages = system + [_saved_message(turn, images)
-                             for turn, images in zip(self.turns, self.turn_images)]
-        return {"model": self.model.folder.name, "system": self.system,
-                "messages": messages, "turns": [_stats_json(turn) for turn in self.history]}
-
-    def _request(self, options: GenerationOptions) -> ChatRequest:
-        """The whole history as one request; its images while the history holds any."""
-        images = [image for turn in self.turn_images for image in turn]
-        return ChatRequest.of(self.messages, options=options, images=images,
-                              adapter=self.adapter)
 
     def _count_images(self, prepared: VisionPrompt | None) -> None:
         """Each image's measured cost (for `_fit`) and, the first time, its budget warning."""
@@ -140,42 +191,17 @@ class Conversation:
             self._image_tokens[image] = tokens
 
     def _stream(self, dropped: int, request: ChatRequest) -> Iterator[StreamEvent]:
-        chunks: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        started = False
-        events = self._local.stream(request)
-        try:
-            for event in events:
-                started = True
-                if isinstance(event, TextDelta):
-                    chunks.append(event.text)
-                elif isinstance(event, Usage):
-                    usage = event
-                elif isinstance(event, Finish):
-                    finish = event.reason
-                yield event
-        except BaseException:
-            if not started:
-                self.turns.pop()
-                self.turn_images.pop()
-                raise
-            self._finish_turn(chunks, usage, finish, dropped)
-            raise
-        self._finish_turn(chunks, usage, finish, dropped)
+        yield from self._record(self._local.stream(request), dropped)
 
-    def _finish_turn(self, chunks: list[str], usage: Usage | None, finish: str | None,
-                     dropped: int) -> None:
-        self.turns.append({"role": "assistant", "content": "".join(chunks)})
-        self.turn_images.append(())
+    def _turn_stats(self, usage: Usage | None, finish: str | None, dropped: int) -> TurnStats:
         prefill = self._local.last
         completion = usage.completion_tokens if usage else len(self.cache.generated_ids)
-        self.history.append(TurnStats(
+        return TurnStats(
             prompt_tokens=prefill.prompt_tokens if prefill else 0,
             reused_tokens=prefill.reused_tokens if prefill else 0,
             appended_ids=prefill.appended_ids if prefill else (),
             completion_tokens=completion, finish_reason=finish, dropped_messages=dropped,
-            rewound=prefill.rewound if prefill else False))
+            rewound=prefill.rewound if prefill else False)
 
     def _fit(self, options: GenerationOptions) -> int:
         """Drop the oldest exchanges (and their images) until the history leaves room for an
@@ -230,5 +256,6 @@ def _saved_message(message: Message, images: tuple[ImageInput, ...]) -> Message:
 
 def _stats_json(turn: TurnStats) -> dict[str, object]:
     data = asdict(turn)
-    data["appended_tokens"] = len(data.pop("appended_ids"))
+    del data["appended_ids"], data["new_tokens"]
+    data["appended_tokens"] = turn.appended_tokens
     return data

@@ -259,8 +259,11 @@ class _ChunkStream:
     def _record_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:
             return
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
         self.usage = Usage(int(usage.get("prompt_tokens") or 0),
-                           int(usage.get("completion_tokens") or 0))
+                           int(usage.get("completion_tokens") or 0),
+                           int(cached) if isinstance(cached, int) and cached >= 0 else 0)
         if isinstance(usage.get("cost"), (int, float)):
             self.cost_usd = float(usage["cost"])
 

@@ -33,6 +33,8 @@ class ServiceProvider(OpenAICompatProvider):
         self.model_name: str | None = None
         self._loaded_for: tuple[str | None, str | None] | None = None
         self._load_spec = ""
+        self.model_path = ""
+        self.threads = 0
 
     def prepare(self, request: ChatRequest) -> None:
         """The model resident in the service (loaded now if it was not): its id, EP, load time."""
@@ -59,6 +61,8 @@ class ServiceProvider(OpenAICompatProvider):
         finally:
             loader.close()
         self.model_name = str(reply.get("model") or folder.name)
+        self.model_path = str(folder.path)
+        self.threads = int(reply.get("threads") or 0)
         self.execution_provider = reply.get("execution_provider")
         self.load_s = float(reply.get("load_s") or 0.0)
         self.warnings = [str(warning) for warning in reply.get("warnings") or []]
@@ -106,3 +110,17 @@ def with_image_parts(messages: list[dict[str, Any]], images: Any) -> list[dict[s
                 parts.append({"type": "text", "text": piece})
         converted.append({**message, "content": parts})
     return converted
+
+
+def smoke_test_via(state: ServiceState, model_spec: str | None) -> Any:  # noqa: ANN401
+    """`onnx test` answered by the service: the same fixed request, its model loaded there."""
+    from agentic_onnx.core.bench.runs import smoke_request, smoke_result
+    from agentic_onnx.core.generation.response import Response
+
+    provider = ServiceProvider("onnx", state)
+    request = smoke_request(model_spec)
+    provider.prepare(request)
+    response = Response(provider.stream(request), "onnx", provider.model_name or "",
+                        execution_provider=provider.execution_provider, load_s=provider.load_s)
+    return smoke_result(response.consume(), provider.model_path, provider.threads,
+                        provider.warnings)
