@@ -178,3 +178,40 @@ def test_a_chat_through_the_service_drops_the_oldest_turns_when_the_context_is_f
     result = run_cli("chat", "-m", PHI3, "--max-tokens", "4", stdin=f"{long_turn}\n" * 3)
     assert result.returncode == 0, result.stderr
     assert "The context is full: dropped the 2 oldest messages" in result.stderr
+
+
+def test_a_request_may_set_its_own_keep_alive(service, hermetic_env):
+    url = service()["url"]  # the service's default: 5 minutes
+    key = {"authorization": f"Bearer {state_file(hermetic_env)['token']}"}
+    body = {"model": PHI3, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert http("POST", f"{url}/v1/chat/completions", body, headers=key)[0] == 200
+    [kept] = ps()
+    assert kept["keep_alive_s"] == 300.0
+    status, _, answer = http("POST", f"{url}/v1/chat/completions",
+                             {**body, "keep_alive": "0"}, headers=key)
+    assert status == 200, answer
+    wait_until(lambda: ps() == [], "the model to unload after its request")
+    bad = http("POST", f"{url}/v1/chat/completions", {**body, "keep_alive": "soon"}, headers=key)
+    assert bad[0] == 400 and "keep_alive" in bad[2]["error"]["message"]
+
+
+def test_concurrent_greedy_requests_equal_the_same_requests_alone(service, hermetic_env):
+    """Requests to one model queue (no batching on the CPU: docs/performance.md), so answers
+    under concurrency are those of the same requests alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = service()["url"]
+    key = {"authorization": f"Bearer {state_file(hermetic_env)['token']}"}
+    prompts = ["Say hello.", "Name a colour.", "Count to three.", "What is rain?"]
+
+    def ask(prompt: str) -> str:
+        status, _, answer = http("POST", f"{url}/v1/chat/completions", {
+            "model": PHI3, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 12}, headers=key)
+        assert status == 200, answer
+        return answer["choices"][0]["message"]["content"]
+
+    alone = [ask(prompt) for prompt in prompts]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(ask, prompts))
+    assert together == alone

@@ -108,7 +108,7 @@ async def messages(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        await load_if_needed(request, body.model)
+        await load_if_needed(request, body.model, (body.model_extra or {}).get("keep_alive"))
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)

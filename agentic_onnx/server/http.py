@@ -137,14 +137,26 @@ def _too_deep() -> ApiError:
                     f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
 
 
-async def load_if_needed(request: Request, model: str | None) -> None:
+async def load_if_needed(request: Request, model: str | None, keep_alive: Any = None) -> None:
     """The service (`serve --service`) loads a model a request names that is not loaded yet
     (an id, alias or `onnx add` name; a folder path only from a client holding the service's
-    token). A name no local model has is left to the router (`--route`) or the 404."""
+    token). A name no local model has is left to the router (`--route`) or the 404. The
+    request's `keep_alive` (Ollama's field: 5m, 0, -1) sets how long the model stays loaded."""
     pool = request.app.state.pool
-    if not getattr(pool, "on_demand", False) or (model and pool.serves(model)):
+    if not getattr(pool, "on_demand", False):
         return
-    if not model and pool.specs:
+    keep = "default"
+    if keep_alive is not None:
+        from agentic_onnx.server.residency import parse_keep_alive
+
+        try:
+            keep = parse_keep_alive(keep_alive)
+        except AgenticError as error:
+            raise ApiError(400, "invalid_request_error", error.one_line(),
+                           param="keep_alive") from None
+    if (model and pool.serves(model)) or (not model and pool.specs):
+        if keep != "default":
+            await run_in_threadpool(pool.ensure_loaded, model, keep)
         return
     from agentic_onnx.core.errors import ModelNotFoundError
     from agentic_onnx.core.models.resolve import looks_like_path
@@ -154,7 +166,7 @@ async def load_if_needed(request: Request, model: str | None) -> None:
         raise ApiError(403, "permission_error", "Only a client holding the service's token may "
                        "load a model from a path.", param="model")
     try:
-        await run_in_threadpool(pool.ensure_loaded, model)
+        await run_in_threadpool(pool.ensure_loaded, model, keep)
     except ModelNotFoundError as error:
         if getattr(request.app.state, "route", None) is None:
             raise api_error(error) from None

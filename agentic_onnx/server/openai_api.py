@@ -117,7 +117,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        await load_if_needed(request, body.model)
+        await load_if_needed(request, body.model, (body.model_extra or {}).get("keep_alive"))
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)
