@@ -35,7 +35,8 @@ def test_json_report_follows_the_documented_schema():
     assert set(report) == {"schema", "created", "machine", "settings", "thresholds", "runs",
                            "violations"}
     assert report["settings"] == {"prompt_tokens": [8, 40], "gen_tokens": [6], "iterations": 2,
-                                  "warmup": 1, "threads": 1, "sampling": "greedy"}
+                                  "warmup": 1, "threads": 1, "concurrency": [1],
+                                  "sampling": "greedy"}
     assert report["machine"]["physical_cores"] >= 1 and report["machine"]["onnxruntime_genai"]
     [run] = report["runs"]
     assert (run["model"], run["execution_provider"], run["threads"]) == ("tiny-phi3-int4", "cpu", 1)
@@ -44,6 +45,7 @@ def test_json_report_follows_the_documented_schema():
     assert [t["test"] for t in run["tests"]] == ["pp8+tg6", "pp40+tg6"]
     for test in run["tests"]:
         assert test["iterations"] == 2 and test["generated_tokens_min"] == 6
+        assert test["concurrency"] == 1 and test["requests"] == 2
         for metric in METRICS:
             assert set(test[metric]) == STAT_KEYS and test[metric]["n"] == 2
             assert len(test["samples"][metric]) == 2

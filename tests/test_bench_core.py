@@ -64,6 +64,8 @@ def test_threshold_error_maps_to_exit_code_6():
 @pytest.mark.parametrize("settings", [
     BenchSettings(prompt_tokens=()), BenchSettings(prompt_tokens=(0,)), BenchSettings(gen_tokens=(0,)),
     BenchSettings(iterations=0), BenchSettings(warmup=-1), BenchSettings(threads=0),
+    BenchSettings(concurrency=()), BenchSettings(concurrency=(0,)), BenchSettings(concurrency=(2, -1)),
+    BenchSettings(concurrency=(257,)),
 ])
 def test_invalid_settings_are_usage_errors(settings):
     with pytest.raises(UsageError):
@@ -72,7 +74,17 @@ def test_invalid_settings_are_usage_errors(settings):
 
 def test_tests_are_every_prompt_length_with_every_generation_length():
     assert BenchSettings(prompt_tokens=(8, 64), gen_tokens=(1, 32)).tests() == [
-        (8, 1), (8, 32), (64, 1), (64, 32)]
+        (8, 1, 1), (8, 32, 1), (64, 1, 1), (64, 32, 1)]
+
+
+def test_each_concurrency_is_a_test_named_with_its_level_above_one():
+    assert BenchSettings(prompt_tokens=(8,), gen_tokens=(4,), concurrency=(1, 2, 4)).tests() == [
+        (8, 4, 1), (8, 4, 2), (8, 4, 4)]
+    assert BenchTestResult(8, 4).name == "pp8+tg4"
+    assert BenchTestResult(8, 4, concurrency=1).name == "pp8+tg4"
+    test = BenchTestResult(8, 4, generated=[4] * 6, concurrency=3)
+    assert test.name == "pp8+tg4@c3" and test.iterations == 2
+    assert test.to_json()["requests"] == 6 and test.to_json()["concurrency"] == 3
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-run peak needs /proc")

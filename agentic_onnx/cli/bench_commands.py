@@ -63,6 +63,7 @@ def benchmark_command(
     iterations: Annotated[int, typer.Option("--iterations", "-n", metavar="N", help="Measured iterations per test.")] = 5,
     warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Unmeasured iterations before them.")] = 1,
     threads: ThreadsOpt = None,
+    concurrency: Annotated[str, typer.Option("--concurrency", metavar="N[,N]", help="Requests started at once per iteration on the one loaded model, comma-separated; N > 1 adds the test pp{P}+tg{G}@c{N}.")] = "1",
     output_format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table | json | csv | md.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE instead of stdout.")] = None,
     min_gen_tps: Annotated[Optional[float], typer.Option("--min-gen-tps", metavar="X", help="Exit 6 if any test's mean generation rate is below X tokens/s.")] = None,
@@ -73,8 +74,9 @@ def benchmark_command(
     """Measure load time, TTFT, prompt and generation tokens/s, latency and memory.
 
     Every model x EP runs the tests pp{P}+tg{G} (a prompt of exactly P tokens, then G generated
-    tokens, greedy) for --iterations after --warmup. Statistics, JSON and CSV schemas:
-    docs/benchmark.md. Exit 6 when a threshold is violated (the results are still written).
+    tokens, greedy) for --iterations after --warmup; with --concurrency N each iteration starts N
+    such requests at once (test pp{P}+tg{G}@c{N}). Per iteration: aggregate tokens/s and CPU
+    utilisation. Statistics, JSON and CSV schemas: docs/benchmark.md. Exit 6 when a threshold is violated (the results are still written).
     """
     from agentic_onnx.cli import bench_view
     from agentic_onnx.cli.output import current
@@ -95,7 +97,8 @@ def benchmark_command(
         execution_provider = local.execution_provider
     settings = BenchSettings(prompt_tokens=_int_list("--prompt-tokens", prompt_tokens),
                              gen_tokens=_int_list("--gen-tokens", gen_tokens),
-                             iterations=iterations, warmup=warmup, threads=local.threads)
+                             iterations=iterations, warmup=warmup, threads=local.threads,
+                             concurrency=_int_list("--concurrency", concurrency, "1,2,4"))
     settings.validate()
     thresholds = Thresholds(min_gen_tps=min_gen_tps, max_ttft_ms=max_ttft_ms, max_rss_mb=max_rss_mb)
     with bench_view.BenchProgressView(out) as progress:
@@ -114,16 +117,16 @@ def benchmark_command(
         raise violation
 
 
-def _int_list(option: str, text: str) -> tuple[int, ...]:
+def _int_list(option: str, text: str, example: str = "64,512") -> tuple[int, ...]:
     from agentic_onnx.core.errors import UsageError
 
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise UsageError(f"Invalid value for {option}: {text!r} is not a list of integers.",
-                         f"Example: {option} 64,512") from None
+                         f"Example: {option} {example}") from None
     if not values:
-        raise UsageError(f"{option} is empty.", f"Example: {option} 64,512")
+        raise UsageError(f"{option} is empty.", f"Example: {option} {example}")
     return values
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from agentic_onnx.cli.output import Output
 from agentic_onnx.cli.render import key_value_table
 from agentic_onnx.core.bench.runs import (
+    ITERATION_METRICS,
     METRICS,
     MIB,
     BenchmarkReport,
@@ -29,7 +30,11 @@ STATS = ("mean", "std", "p50", "p95", "cv")
 CSV_RUN_COLUMNS = ("model", "execution_provider", "threads", "test", "prompt_tokens",
                    "gen_tokens", "iterations", "generated_tokens_min", "load_s", "peak_rss_mib",
                    "gpu_memory_mib")
-CSV_COLUMNS = CSV_RUN_COLUMNS + tuple(f"{m}_{s}" for m in METRICS for s in STATS)
+# Added later, after the original columns so that their positions hold: concurrency, requests
+# and the per-iteration metrics.
+CSV_COLUMNS = (CSV_RUN_COLUMNS + tuple(f"{m}_{s}" for m in METRICS for s in STATS)
+               + ("concurrency", "requests")
+               + tuple(f"{m}_{s}" for m in ITERATION_METRICS for s in STATS))
 BAR_WIDTH = 40
 
 
@@ -108,12 +113,13 @@ def csv_rows(report: BenchmarkReport) -> list[dict[str, Any]]:
             row: dict[str, Any] = {
                 "model": run.model, "execution_provider": run.execution_provider,
                 "threads": run.threads, "test": test.name, "prompt_tokens": test.prompt_tokens,
-                "gen_tokens": test.gen_tokens, "iterations": len(test.generated),
+                "gen_tokens": test.gen_tokens, "iterations": test.iterations,
                 "generated_tokens_min": min(test.generated, default=0),
                 "load_s": round(run.load_s, 4), "peak_rss_mib": _mib(run.peak_rss_bytes),
                 "gpu_memory_mib": _mib(run.gpu_memory_bytes),
+                "concurrency": test.concurrency, "requests": len(test.generated),
             }
-            for metric in METRICS:
+            for metric in METRICS + ITERATION_METRICS:
                 summary = test.summary(metric)
                 for stat in STATS:
                     row[f"{metric}_{stat}"] = "" if summary is None else round(getattr(summary, stat), 4)
@@ -130,7 +136,7 @@ def to_csv(report: BenchmarkReport) -> str:
 
 
 TABLE_HEADERS = ("model", "EP", "test", "TTFT ms", "pp t/s", "tg t/s", "e2e ms", "tg CV",
-                 "load s", "RSS MiB")
+                 "load s", "RSS MiB", "agg t/s", "CPU")
 
 
 def _table_cells(run: RunResult, test: BenchTestResult) -> list[str]:
@@ -138,7 +144,8 @@ def _table_cells(run: RunResult, test: BenchTestResult) -> list[str]:
     return [
         run.model, run.execution_provider, test.name, _mean_std(ttft), _mean_std(pp),
         _mean_std(tg), _mean_std(e2e), "n/a" if tg is None else f"{tg.cv:.1%}", f"{run.load_s:.2f}",
-        str(_mib(run.peak_rss_bytes) or "n/a"),
+        str(_mib(run.peak_rss_bytes) or "n/a"), _mean_std(test.summary("aggregate_tps")),
+        _percent(test.summary("cpu_util")),
     ]
 
 
@@ -147,7 +154,7 @@ def to_markdown(report: BenchmarkReport) -> str:
     lines = [f"Machine: {machine.get('cpu')}, {machine.get('physical_cores')} physical cores, "
              f"onnxruntime-genai {machine.get('onnxruntime_genai')}; "
              f"{report.settings.iterations} iterations after {report.settings.warmup} warmup; "
-             "values are mean ± std.", "",
+             "values are mean ± std, per request; agg t/s and CPU per iteration.", "",
              "| " + " | ".join(TABLE_HEADERS) + " |",
              "|" + "|".join(["---"] * 3 + ["---:"] * (len(TABLE_HEADERS) - 3)) + "|"]
     for run in report.runs:
@@ -162,7 +169,8 @@ TERMINAL_HEADERS = ("model", "EP", "test", "TTFT ms", "pp t/s", "tg t/s", "tg CV
 
 
 def _print_tables(report: BenchmarkReport, out: Output) -> None:
-    """Per test: mean ± std where it fits 80 columns; per run: load time and memory below."""
+    """Per test: mean ± std where it fits 80 columns; per run: load time and memory below.
+    With --concurrency above 1, a second table: aggregate tokens/s and CPU per iteration."""
     table = Table(title="onnx benchmark (mean ± std)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for index, header in enumerate(TERMINAL_HEADERS):
@@ -176,6 +184,8 @@ def _print_tables(report: BenchmarkReport, out: Output) -> None:
                           "n/a" if tg is None else f"{tg.cv:.1%}",
                           _number(e2e.mean if e2e else None))
     out.table(table)
+    if any(test.concurrency > 1 for run in report.runs for test in run.tests):
+        out.table(concurrency_table(report))
     for run in report.runs:
         gpu = f", GPU memory {_mib(run.gpu_memory_bytes)} MiB" if run.gpu_memory_bytes else ""
         out.paragraph(f"{run.label}: load {run.load_s:.2f} s, peak RSS "
@@ -186,6 +196,26 @@ def _print_tables(report: BenchmarkReport, out: Output) -> None:
             out.paragraph(line)
     for violation in report.violations:
         out.paragraph(f"threshold violated: {violation.describe()}")
+
+
+def concurrency_table(report: BenchmarkReport) -> Table:
+    """Per iteration, all its requests together: aggregate generated tokens/s (against the same
+    test one request at a time, when measured) and CPU utilisation."""
+    table = Table(title="concurrent requests (per iteration, mean ± std)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for index, header in enumerate(("model", "EP", "test", "agg t/s", "vs c1", "CPU")):
+        table.add_column(header, justify="left" if index < 3 else "right",
+                         overflow="fold", no_wrap=index > 0)
+    for run in report.runs:
+        alone = {(t.prompt_tokens, t.gen_tokens): _mean(t, "aggregate_tps")
+                 for t in run.tests if t.concurrency == 1}
+        for test in run.tests:
+            aggregate = _mean(test, "aggregate_tps")
+            table.add_row(run.model, run.execution_provider, test.name,
+                          _mean_std(test.summary("aggregate_tps")),
+                          _ratio(aggregate, alone.get((test.prompt_tokens, test.gen_tokens))),
+                          _percent(test.summary("cpu_util")))
+    return table
 
 
 def comparison_table(report: BenchmarkReport) -> Table:
@@ -233,6 +263,10 @@ def _mean(test: BenchTestResult, metric: str) -> float | None:
 
 def _mean_std(summary: Any) -> str:
     return "n/a" if summary is None else f"{_short(summary.mean)} ± {_short(summary.std)}"
+
+
+def _percent(summary: Any) -> str:
+    return "n/a" if summary is None else f"{summary.mean:.0%}"
 
 
 def _short(value: float) -> str:

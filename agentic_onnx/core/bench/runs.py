@@ -12,6 +12,18 @@ visible text, so TTFT is the time to the first *token*. Metrics per iteration:
 - `prompt_tps`: P / TTFT;  `gen_tps`: (generated - 1) / (time after the first token);
 - `e2e_ms`: request start to the end of the stream.
 
+With `--concurrency N` (N > 1) a test `pp{P}+tg{G}@c{N}` starts N such requests at once in each
+iteration, on N threads sharing the loaded `og.Model` (each request has its own generator: genai
+0.18 runs concurrent generators on one model correctly, with outputs equal to the same request
+alone, so nothing serializes them). The four metrics above are then per request (N samples per
+iteration). Two more are per iteration, for every N (N = 1 included; its requests run on the
+calling thread exactly as before, the iteration merely timed around them):
+
+- `aggregate_tps`: all requests' generated tokens / the iteration's wall time (first request
+  started to last one finished);
+- `cpu_util`: the process's CPU time (user + system, all threads) over the iteration / (wall time
+  x logical cores): 1.0 means every logical core was busy for the whole iteration.
+
 Each run loads its model fresh (the engine cache is cleared), so `load_s` is the model's own
 cold-process load (the OS file cache may be warm) and peak RSS is measured per run on Linux
 (`/proc/self/clear_refs` resets the high-water mark); elsewhere it is the process's peak so far.
@@ -21,8 +33,11 @@ Nothing is rendered while an iteration is timed: progress is reported between it
 from __future__ import annotations
 
 import gc
+import importlib
 import math
 import platform
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +50,9 @@ from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, 
 from agentic_onnx.core.generation.options import GenerationOptions
 
 SCHEMA = "agentic-onnx.benchmark/1"
-METRICS = ("ttft_ms", "prompt_tps", "gen_tps", "e2e_ms")
+METRICS = ("ttft_ms", "prompt_tps", "gen_tps", "e2e_ms")  # per request
+ITERATION_METRICS = ("aggregate_tps", "cpu_util")  # per iteration (all its requests together)
+MAX_CONCURRENCY = 256
 # Neutral English text; its tokens are repeated to build prompts of an exact length.
 PROMPT_SOURCE = (
     "The history of computing is a story of people who wanted to count, sort and predict faster "
@@ -54,9 +71,12 @@ class BenchSettings:
     iterations: int = 5
     warmup: int = 1
     threads: int | None = None
+    concurrency: tuple[int, ...] = (1,)  # requests started at once per iteration
 
-    def tests(self) -> list[tuple[int, int]]:
-        return [(p, g) for p in self.prompt_tokens for g in self.gen_tokens]
+    def tests(self) -> list[tuple[int, int, int]]:
+        """(prompt tokens, generated tokens, concurrency) of every test, in report order."""
+        return [(p, g, c) for p in self.prompt_tokens for g in self.gen_tokens
+                for c in self.concurrency]
 
     def validate(self) -> None:
         if not self.prompt_tokens or min(self.prompt_tokens) < 1:
@@ -68,6 +88,12 @@ class BenchSettings:
             raise UsageError("--iterations must be at least 1 and --warmup at least 0.")
         if self.threads is not None and not 1 <= self.threads <= 1024:
             raise UsageError(f"Invalid value for --threads: {self.threads} is not between 1 and 1024.")
+        if not self.concurrency:
+            raise UsageError("--concurrency is empty.", "Example: --concurrency 1,2,4")
+        for count in self.concurrency:
+            if not 1 <= count <= MAX_CONCURRENCY:
+                raise UsageError(f"Invalid value for --concurrency: {count} is not between 1 and "
+                                 f"{MAX_CONCURRENCY}.", "Example: --concurrency 1,2,4")
 
 
 @dataclass(frozen=True)
@@ -87,24 +113,33 @@ class Thresholds:
 class BenchTestResult:
     prompt_tokens: int
     gen_tokens: int
-    generated: list[int] = field(default_factory=list)  # tokens generated, per iteration
-    samples: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    generated: list[int] = field(default_factory=list)  # tokens generated, per request
+    samples: dict[str, list[float]] = field(
+        default_factory=lambda: {m: [] for m in METRICS + ITERATION_METRICS})
+    concurrency: int = 1  # requests started at once in each iteration
 
     @property
     def name(self) -> str:
-        return f"pp{self.prompt_tokens}+tg{self.gen_tokens}"
+        base = f"pp{self.prompt_tokens}+tg{self.gen_tokens}"
+        return base if self.concurrency == 1 else f"{base}@c{self.concurrency}"
+
+    @property
+    def iterations(self) -> int:
+        return len(self.generated) // self.concurrency
 
     def summary(self, metric: str) -> stats.Summary | None:
-        values = self.samples[metric]
+        values = self.samples.get(metric)
         return stats.summarize(values) if values else None
 
     def to_json(self) -> dict[str, Any]:
+        metrics = METRICS + ITERATION_METRICS
         return {
             "test": self.name, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens,
-            "iterations": len(self.generated),
+            "concurrency": self.concurrency, "iterations": self.iterations,
+            "requests": len(self.generated),
             "generated_tokens_min": min(self.generated, default=0),
-            **{m: (s.to_json() if (s := self.summary(m)) else None) for m in METRICS},
-            "samples": {m: [round(v, 4) for v in self.samples[m]] for m in METRICS},
+            **{m: (s.to_json() if (s := self.summary(m)) else None) for m in metrics},
+            "samples": {m: [round(v, 4) for v in self.samples.get(m, [])] for m in metrics},
         }
 
 
@@ -172,7 +207,8 @@ class BenchmarkReport:
             "settings": {"prompt_tokens": list(self.settings.prompt_tokens),
                          "gen_tokens": list(self.settings.gen_tokens),
                          "iterations": self.settings.iterations, "warmup": self.settings.warmup,
-                         "threads": self.settings.threads, "sampling": "greedy"},
+                         "threads": self.settings.threads,
+                         "concurrency": list(self.settings.concurrency), "sampling": "greedy"},
             "thresholds": self.thresholds.to_json(),
             "runs": [run.to_json() for run in self.runs],
             "violations": [v.to_json() for v in self.violations],
@@ -235,6 +271,38 @@ def measure_once(loaded: Any, prompt_ids: Sequence[int], gen_tokens: int) -> tup
     }
 
 
+def measure_iteration(loaded: Any, prompt_ids: Sequence[int], gen_tokens: int, concurrency: int,
+                      pool: Any = None, barrier: threading.Barrier | None = None,
+                      ) -> tuple[list[int], list[dict[str, float | None]], dict[str, float]]:
+    """One iteration: `concurrency` requests started at once; per request (tokens generated,
+    metrics) and the iteration's own metrics (ITERATION_METRICS). One request runs on the
+    calling thread exactly as `measure_once`; several run on `pool`'s threads (a
+    ThreadPoolExecutor with at least `concurrency` workers), released together by `barrier`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    if concurrency == 1:
+        outcomes = [measure_once(loaded, prompt_ids, gen_tokens)]
+    else:
+        def request() -> tuple[int, dict[str, float | None]]:
+            if barrier is not None:
+                barrier.wait()
+            return measure_once(loaded, prompt_ids, gen_tokens)
+
+        futures = [pool.submit(request) for _ in range(concurrency)]
+        outcomes = [future.result() for future in futures]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    generated = [tokens for tokens, _ in outcomes]
+    return generated, [sample for _, sample in outcomes], {
+        "aggregate_tps": sum(generated) / wall if wall > 0 else 0.0,
+        "cpu_util": cpu / (wall * logical_cores()) if wall > 0 else 0.0,
+    }
+
+
+def logical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=True) or 1
+
+
 def run_benchmark(model_specs: Sequence[str], execution_providers: Sequence[str],
                   settings: BenchSettings, thresholds: Thresholds = Thresholds(),
                   on_progress: ProgressCallback | None = None) -> BenchmarkReport:
@@ -260,7 +328,7 @@ def run_benchmark(model_specs: Sequence[str], execution_providers: Sequence[str]
 
 
 def _check_context(folder: Any, settings: BenchSettings) -> None:
-    longest = max(settings.prompt_tokens) + max(settings.gen_tokens)
+    longest = max(settings.prompt_tokens) + max(settings.gen_tokens)  # per request, at any N
     if longest > folder.context_length:
         raise UsageError(
             f"pp{max(settings.prompt_tokens)}+tg{max(settings.gen_tokens)} needs {longest} tokens "
@@ -293,8 +361,9 @@ def _run_one(folder: Any, execution_provider: str, settings: BenchSettings, coun
     if gpu:
         gpu.sample()
     counter.report(run.label, "load", None)
-    for prompt_tokens, gen_tokens in settings.tests():
-        run.tests.append(_run_test(loaded, run, prompt_tokens, gen_tokens, settings, counter, gpu))
+    for prompt_tokens, gen_tokens, concurrency in settings.tests():
+        run.tests.append(_run_test(loaded, run, prompt_tokens, gen_tokens, concurrency, settings,
+                                   counter, gpu))
     run.peak_rss_bytes = rss.peak_bytes()
     if gpu:
         run.gpu_memory_bytes = gpu.close()
@@ -305,22 +374,40 @@ def _run_one(folder: Any, execution_provider: str, settings: BenchSettings, coun
     return run
 
 
-def _run_test(loaded: Any, run: RunResult, prompt_tokens: int, gen_tokens: int,
+def _run_test(loaded: Any, run: RunResult, prompt_tokens: int, gen_tokens: int, concurrency: int,
               settings: BenchSettings, counter: _Counter, gpu: GpuMemoryProbe | None) -> BenchTestResult:
-    result = BenchTestResult(prompt_tokens, gen_tokens)
+    from concurrent.futures import ThreadPoolExecutor
+
+    result = BenchTestResult(prompt_tokens, gen_tokens, concurrency=concurrency)
     prompt_ids = exact_prompt(loaded.encode, prompt_tokens)
-    for index in range(settings.warmup + settings.iterations):
-        generated, sample = measure_once(loaded, prompt_ids, gen_tokens)
-        if gpu:
-            gpu.sample()
-        warm = index < settings.warmup
-        counter.report(run.label, "warmup" if warm else "measure", result.name)
-        if warm:
-            continue
-        result.generated.append(generated)
-        for metric, value in sample.items():
-            if value is not None:
+    importlib.import_module("agentic_onnx.core.generation.response")  # not inside the first timing
+    # Threads made once per test, before any timing (each waits at the barrier, so the pool has
+    # to start all of them); none at all for one request at a time.
+    pool = ThreadPoolExecutor(concurrency, "bench-request") if concurrency > 1 else None
+    barrier = threading.Barrier(concurrency) if concurrency > 1 else None
+    try:
+        if pool is not None:
+            for started in [pool.submit(barrier.wait) for _ in range(concurrency)]:
+                started.result()
+        for index in range(settings.warmup + settings.iterations):
+            generated, samples, totals = measure_iteration(loaded, prompt_ids, gen_tokens,
+                                                           concurrency, pool, barrier)
+            if gpu:
+                gpu.sample()
+            warm = index < settings.warmup
+            counter.report(run.label, "warmup" if warm else "measure", result.name)
+            if warm:
+                continue
+            result.generated.extend(generated)
+            for sample in samples:
+                for metric, value in sample.items():
+                    if value is not None:
+                        result.samples[metric].append(value)
+            for metric, value in totals.items():
                 result.samples[metric].append(value)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if min(result.generated) < gen_tokens:
         run.warnings.append(f"{result.name}: the model stopped at end-of-sequence after "
                             f"{min(result.generated)} tokens; rates use the tokens generated.")
