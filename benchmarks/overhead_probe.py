@@ -98,6 +98,7 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
     from agentic_onnx.core.models.model_folder import open_model_folder
 
     loaded = load_model(open_model_folder(Path(path)), "cpu", threads)
+    local = LocalGeneration(loaded, keep_prefix=False)  # before the decode loop is wrapped below
     clock = time.perf_counter
     marks: dict = {"inside": [], "outside": [], "last_end": None, "first_start": None}
     original = loaded.generate_tokens
@@ -118,7 +119,7 @@ def ours(path: str, threads: int, max_tokens: int, live: bool) -> dict:
         view = render.PlainStream(write)
     request = ChatRequest.of([{"role": "user", "content": TASK}],
                              options=build_options(max_tokens=max_tokens))
-    response = Response(LocalGeneration(loaded, keep_prefix=False).stream(request),
+    response = Response(local.stream(request),
                         provider="onnx", model=loaded.folder.name)
     from agentic_onnx.core.generation.events import TextDelta
 
