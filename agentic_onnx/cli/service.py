@@ -122,33 +122,29 @@ def _alive(pid: int) -> bool:
 @service_app.command("status")
 def status_command(json_output: JsonOpt = False) -> None:
     """Whether the service runs, where, and its loaded models."""
-    from agentic_onnx.router.service import call, discover
-
-    out = output.current()
-    state = discover()
-    if state is None:
-        out.result({"running": False, "models": []}, "No service is running.")
-        return
-    models = call(state, "GET", "/api/ps").get("models", [])
-    out.result({"running": True, **state.to_json(), "models": models},
-               lambda out, _: (out.line(f"Running at {state.url} (pid {state.pid}); "
-                                        f"{len(models)} model(s) loaded."),
-                               _models_table(out, models) if models else None))
+    state, data = _service_models()
+    output.current().result(data, "No service is running." if state is None else
+                            lambda out, _: (out.line(f"Running at {state.url} (pid {state.pid}); "
+                                                     f"{len(data['models'])} model(s) loaded."),
+                                            _models_table(out, data["models"])))
 
 
 def ps_command(json_output: JsonOpt = False) -> None:
     """List the models the service has loaded: EP, memory, requests, when each unloads."""
+    state, data = _service_models()
+    output.current().result(data, "No service is running." if state is None else
+                            lambda out, _: _models_table(out, data["models"]))
+
+
+def _service_models() -> tuple[Any, dict[str, Any]]:
+    """The running service (or None) and what `status`/`ps` report: running, URL, pid, models."""
     from agentic_onnx.router.service import call, discover
 
-    out = output.current()
     state = discover()
     if state is None:
-        out.result({"running": False, "models": []}, "No service is running.")
-        return
+        return None, {"running": False, "models": []}
     models = call(state, "GET", "/api/ps").get("models", [])
-    out.result({"running": True, **state.to_json(), "models": models},
-               lambda out, _: _models_table(out, models) if models
-               else out.line("No model is loaded."))
+    return state, {"running": True, **state.to_json(), "models": models}
 
 
 def stop_model_command(
@@ -167,6 +163,9 @@ def stop_model_command(
 
 
 def _models_table(out: output.Output, models: list[dict[str, Any]]) -> None:
+    if not models:
+        out.line("No model is loaded.")
+        return
     from agentic_onnx.cli.render import Column
     from agentic_onnx.core.models.store import format_bytes
 
