@@ -396,8 +396,9 @@ class ModelPool:
     def _residents(self) -> list[Any]:
         from agentic_onnx.server.residency import Resident
 
-        return [Resident(model_id, self._sizes.get(model_id, 0), worker.last_used,
-                         self.keep_alive_of(model_id), worker.busy, worker.served)
+        return [Resident(model_id, self._sizes.get(model_id, 0) + _kv_bytes(worker),
+                         worker.last_used, self.keep_alive_of(model_id), worker.busy,
+                         worker.served)
                 for model_id, worker in self.workers.items()]
 
     def _expire(self) -> None:
@@ -515,3 +516,10 @@ def _weights(loaded: Any) -> int:
     from agentic_onnx.core.generation.engine import weights_size
 
     return weights_size(loaded.folder)
+
+
+def _kv_bytes(worker: ModelWorker) -> int:
+    """The memory a worker's kept KV caches hold now (its slots), for the service's budget."""
+    from agentic_onnx.core.generation.kv_budget import MIB
+
+    return int(float(worker.local.kv_usage().get("mb") or 0.0) * MIB)

@@ -4,9 +4,9 @@ Keep-alive follows Ollama's `keep_alive`: a duration (`"5m"`, `"30s"`, `"1h"`, `
 after a model's last request, `0` unloads it as soon as its requests are done, a negative value
 keeps it until the service stops; a model just loaded waits at least LOAD_GRACE_S for the
 request it was loaded for (`/api/load` comes before the request itself). Before a model is loaded, the least recently used idle models
-are unloaded until the new one fits in the memory budget (weights on disk stand for their
-memory: genai maps the weights it reads); a model with requests running or waiting is never
-unloaded.
+are unloaded until the new one fits in the memory budget (a model costs its weights on disk,
+which genai maps as it reads them, plus the KV caches its slots hold); a model with requests
+running or waiting is never unloaded.
 """
 
 from __future__ import annotations
