@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.events import FirstToken, TextDelta, ToolCallDelta
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response as Answer
@@ -119,6 +120,8 @@ async def messages(request: Request) -> Response:
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
+    except AgenticError as error:  # one of ours, from preparing the request: its own status
+        return error_response(api_error(error), error_body)
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
                "model": job.model_name}
     if body.stream:

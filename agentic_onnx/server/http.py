@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response
-from agentic_onnx.server.pool import Job, QueueFullError
+from agentic_onnx.server.pool import Job, ModelNotServedError, QueueFullError
 
 MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
 
@@ -202,8 +202,6 @@ def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str) 
 
 def check_model(pool: Any, model: str | None) -> None:
     """A model name this server does not serve is a 404 (never answered by another model)."""
-    from agentic_onnx.server.pool import ModelNotServedError
-
     try:
         pool.spec_for(model)
     except ModelNotServedError as error:
@@ -225,6 +223,12 @@ def submit(pool: Any, request: ChatRequest, **job: Any) -> Job:
         raise ApiError(503, "overloaded_error",
                        "The model's queue is full; retry after the time in Retry-After.",
                        retry_after_s=error.retry_after_s) from None
+    except (KeyError, ModelNotServedError):
+        if not getattr(pool, "on_demand", False):
+            raise
+        # The service unloaded it (keep-alive) between the check and now: a retry loads it.
+        raise ApiError(503, "overloaded_error", "The model was just unloaded; retry.",
+                       retry_after_s=1) from None
 
 
 def decode_image(data: Any, label: str) -> Any:

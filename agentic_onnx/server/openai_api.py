@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.events import TextDelta, ToolCallDelta
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response as Answer
@@ -128,6 +129,8 @@ async def chat_completions(request: Request) -> Response:
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
+    except AgenticError as error:  # one of ours, from preparing the request: its own status
+        return error_response(api_error(error), error_body)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -399,7 +399,7 @@ class ModelPool:
         return [Resident(model_id, self._sizes.get(model_id, 0) + _kv_bytes(worker),
                          worker.last_used, self.keep_alive_of(model_id), worker.busy,
                          worker.served)
-                for model_id, worker in self.workers.items()]
+                for model_id, worker in list(self.workers.items())]
 
     def _expire(self) -> None:
         """Unload models whose keep-alive ran out (checked every half second until close)."""
@@ -482,11 +482,11 @@ class ModelPool:
     def status(self) -> list[dict[str, Any]]:
         if not self.ready:
             return [{"id": spec.model_id} for spec in self.specs]
-        return [worker.status() for worker in self.workers.values()]
+        return [worker.status() for worker in list(self.workers.values())]
 
     def close(self) -> None:
         self._closed.set()
-        for worker in self.workers.values():
+        for worker in list(self.workers.values()):
             worker.stop()
 
 
