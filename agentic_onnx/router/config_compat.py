@@ -9,7 +9,7 @@ agentic-flow users drop their file in. Two things make that work:
   endpoint, its key from `GEMINI_API_KEY`. An entry with `modelPath` and no type is an onnx
   model. A project file's entry is never made local here: only the user's own file can say
   where private requests may go (project_config.py decides that).
-- **Keys accepted and not used yet** (`rateLimit`, `cache`, `monitoring`, ...): listed once, in
+- **Keys accepted and not used yet** (`rateLimit`, `monitoring`, ...): listed once, in
   one warning, so a run never fails on them and the user knows they do nothing.
 """
 
@@ -122,7 +122,7 @@ def model_path_folder(model_path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Keys accepted from agentic-flow's config and not acted on yet
 
-_TOP_LEVEL = (("toolCalling", "tool_calling"), ("monitoring", "monitoring"), ("cache", "cache"))
+_TOP_LEVEL = (("toolCalling", "tool_calling"), ("monitoring", "monitoring"))
 _ROUTING = (("routing.costOptimization", "cost_optimization"),
             ("routing.performance", "performance"))
 _PROVIDER = (("rateLimit", "rate_limit"), ("gpuLayers", "gpu_layers"),

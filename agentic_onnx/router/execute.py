@@ -42,6 +42,7 @@ class RoutedRun:
     attempts: list[Attempt] = field(default_factory=list)
     config_path: Path | None = None
     service: str | None = None  # the resident service's URL, when it answered (router/service.py)
+    cached: bool = False  # answered from the response cache (router/response_cache.py)
 
     def route_json(self) -> dict[str, Any]:
         return {"rule": self.decision.rule, "reason": self.decision.reason}
@@ -49,7 +50,7 @@ class RoutedRun:
     def to_json(self) -> dict[str, Any]:
         """The `run --json` object: the Response's fields plus `route` and `attempts`."""
         base = self.response.to_json() if self.response is not None else {}
-        return {**base, "service": self.service, **self.failure_json()}
+        return {**base, "service": self.service, "cached": self.cached, **self.failure_json()}
 
     def failure_json(self) -> dict[str, Any]:
         """What a failed request's `--json` error object carries beside `error`."""
@@ -128,6 +129,17 @@ def route_and_stream(
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
     log = _UsageLogger(loaded, decision, command, request.task_text if log_prompts else None,
                        notice)
+    log.cache, log.cache_key = _cache_for(loaded, request, decision, options, notice)
+    if log.cache_key is not None:
+        answer = _cached_answer(log.cache, log.cache_key, notice)
+        if answer is not None:  # nothing is sent: the stored answer, replayed
+            from agentic_onnx.router.response_cache import replay
+
+            response = Response(events=(), provider=answer["provider"], model=answer["model"],
+                                execution_provider=answer["execution_provider"])
+            response.events = log.replayed(replay(answer), response)
+            run.response, run.cached = response, True
+            return run
     try:
         executor.prepare_first()
     except AgenticError as error:
@@ -208,13 +220,52 @@ def _describe(response: Response, provider: Provider, candidate: Candidate,
     provider.warnings = []
 
 
+def _cache_for(loaded: LoadedConfig, request: ChatRequest, decision: Decision,
+               options: GenerationOptions, notice: Notice) -> tuple[Any, str | None]:
+    """The response cache (config `cache`) and this request's key in it: None when the cache is
+    off, the request is not deterministic, or the route's first choice names no model."""
+    from agentic_onnx.router.response_cache import CacheSettings, ResponseCache, cache_key
+
+    settings = CacheSettings.from_config(loaded.config.cache)
+    if settings is None or not decision.candidates or not decision.candidates[0].model:
+        return None, None
+    first = decision.candidates[0]
+    sent = request.for_candidate(first.model, _provider_defaults(options, loaded, first.provider))
+    return ResponseCache(settings), cache_key(sent, first.provider, first.model)
+
+
+def _cached_answer(cache: Any, key: str, notice: Notice) -> dict[str, Any] | None:
+    try:
+        return cache.get(key)
+    except Exception as error:  # noqa: BLE001 - a broken cache is a miss, never a failure
+        notice(f"Could not read the response cache ({error}); asking the provider.")
+        return None
+
+
 class _UsageLogger:
     """Prices the finished request and writes its usage row (never failing the request)."""
+
+    cache: Any = None  # router.response_cache.ResponseCache, when the config turns it on
+    cache_key: str | None = None
 
     def __init__(self, loaded: LoadedConfig, decision: Decision, command: str,
                  prompt: str | None, notice: Notice) -> None:
         self.loaded, self.decision, self.command = loaded, decision, command
         self.prompt, self.notice = prompt, notice
+
+    def replayed(self, events: Iterator[StreamEvent], response: Response) -> Iterator[StreamEvent]:
+        """A cached answer's events; its usage row says so (cost 0, nothing sent)."""
+        yield from events
+        response.cost_usd = 0.0
+        self._write(response, "ok", None, [], cached=True)
+
+    def _store(self, response: Response) -> None:
+        if self.cache is None or self.cache_key is None:
+            return
+        try:
+            self.cache.put(self.cache_key, response)
+        except Exception as error:  # noqa: BLE001 - the cache must never fail the request
+            self.notice(f"Could not write the response cache ({error}).")
 
     def wrap(self, executor: FallbackExecutor, response: Response,
              provider_for: Callable[[str], Provider], run: RoutedRun,
@@ -229,6 +280,7 @@ class _UsageLogger:
                 invalid.details.update(run.to_json())
                 raise invalid
             outcome = "ok"
+            self._store(response)
         except (GeneratorExit, KeyboardInterrupt):
             outcome = "interrupted"
             raise
@@ -254,7 +306,7 @@ class _UsageLogger:
                             local=local)
 
     def _write(self, response: Response | None, outcome: str, error: str | None,
-               attempts: list[Attempt]) -> None:
+               attempts: list[Attempt], cached: bool = False) -> None:
         from agentic_onnx.router.rules import is_local
         from agentic_onnx.router.usage import UsageRecord, log_request
 
@@ -272,8 +324,9 @@ class _UsageLogger:
                 cost_usd=response.cost_usd if response and outcome in ("ok", "invalid") else None,
                 latency_ms=timings.total_s * 1000 if timings else None,
                 ttft_ms=timings.ttft_ms if timings else None, outcome=outcome,
-                error=redact(error) if error else None, attempts=len(attempts) or 1,
-                prompt=self.prompt))
+                error=redact(error) if error else None,
+                attempts=0 if cached else len(attempts) or 1, prompt=self.prompt,
+                cached=cached))
         except Exception as failure:  # noqa: BLE001 - the log must never fail the request
             self.notice(failure.one_line() if isinstance(failure, AgenticError)
                         else f"Could not write the usage log ({failure}).")

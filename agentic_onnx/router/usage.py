@@ -48,6 +48,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX requests_ts ON requests (ts);
         CREATE INDEX requests_provider_model ON requests (provider, model);
     """),
+    (3, """
+        ALTER TABLE requests ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -73,6 +76,7 @@ class UsageRecord:
     error: str | None = None
     attempts: int = 1
     prompt: str | None = None
+    cached: bool = False  # answered from the response cache (router/response_cache.py)
 
 
 @contextmanager
@@ -139,6 +143,7 @@ def log_request(record: UsageRecord, path: Path | None = None) -> None:
     row = asdict(record)
     row["ts"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     row["private"], row["local"] = int(record.private), int(record.local)
+    row["cached"] = int(record.cached)
     columns = ", ".join(row)
     marks = ", ".join(f":{name}" for name in row)
     with connect(path) as connection:

@@ -68,8 +68,12 @@ def start(request: Any, chat: ChatRequest, front_end: str, tenant: str) -> Route
 
 
 def answered_by(job: Any) -> dict[str, str]:
-    """The headers that say who answered: the provider and the model."""
-    return {"x-agentic-provider": job.provider, "x-agentic-model": job.model_name}
+    """The headers that say who answered: the provider and the model (and whether the answer
+    came from the response cache, router/response_cache.py)."""
+    headers = {"x-agentic-provider": job.provider, "x-agentic-model": job.model_name}
+    if getattr(job, "cached", False):
+        headers["x-agentic-cache"] = "hit"
+    return headers
 
 
 class PoolProvider(Provider):
@@ -148,6 +152,7 @@ class RoutedJob:
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._response: Response | None = None
+        self.cached = False  # answered from the response cache
         gate.enter()
         threading.Thread(target=self._run, name="routed-request", daemon=True).start()
 
@@ -204,6 +209,7 @@ class RoutedJob:
             self.request, self._flags, command=self.front_end, on_notice=log.warning,
             local_provider=lambda name: PoolProvider(name, self._pool, self._tenant))
         response = self._response = routed.response
+        self.cached = routed.cached
         assert response is not None
         events = iter(response)
         try:
