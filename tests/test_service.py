@@ -215,3 +215,45 @@ def test_concurrent_greedy_requests_equal_the_same_requests_alone(service, herme
     with ThreadPoolExecutor(len(prompts)) as pool:
         together = list(pool.map(ask, prompts))
     assert together == alone
+
+
+def test_two_folders_of_one_name_are_two_models(service, tmp_path):
+    """Folders are published under their name: a second folder of the same name is another
+    model with an id of its own, never answered by the first."""
+    import shutil
+
+    first, second = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    shutil.copytree(PHI3, first)
+    shutil.copytree(QWEN, second)
+    alone = [json.loads(run_cli(*ASK, "-m", str(path), "--no-service").stdout)["text"]
+             for path in (first, second)]
+    service()
+    via = [json.loads(run_cli(*ASK, "-m", str(path)).stdout) for path in (first, second)]
+    assert [answer["text"] for answer in via] == alone
+    ids = sorted(model["id"] for model in ps())
+    assert len(ids) == 2 and ids[0] == "model" and ids[1].startswith("model-")
+
+
+def test_the_services_own_api_takes_only_its_token(hermetic_env):
+    """An --api-key the service was started with (from the environment) opens the chat routes,
+    not `/api/*`, which loads folders by path and unloads models."""
+    started = start(env={"AGENTIC_ONNX_API_KEY": "another-key-0123456789"})
+    try:
+        url, token = started["url"], state_file(hermetic_env)["token"]
+        other = {"authorization": "Bearer another-key-0123456789"}
+        assert http("POST", f"{url}/api/load", {"model": PHI3}, headers=other)[0] == 401
+        status, _, answer = http("POST", f"{url}/api/load", {"model": PHI3, "keep_alive": 1e999},
+                                 headers={"authorization": f"Bearer {token}"})
+        assert status == 400 and "finite" in answer["error"]["message"]
+    finally:
+        assert run_cli("service", "stop").returncode == 0
+
+
+def test_a_pid_that_is_not_the_services_process_is_not_the_service(hermetic_env):
+    """A state file whose pid now belongs to another process (here: this test's) is stale."""
+    from agentic_onnx.router.service import discover
+
+    (hermetic_env / "service.json").write_text(json.dumps(
+        {"url": "http://127.0.0.1:9", "pid": os.getpid(), "token": "x" * 43, "started": 1.0}))
+    assert discover() is None
+    assert not (hermetic_env / "service.json").exists()

@@ -62,6 +62,13 @@ def serve_command(
                          "Add --api-key KEY, or listen on 127.0.0.1.")
     if service and not _is_loopback(host):
         raise UsageError("The service listens on loopback only.", "Drop --host, or use 127.0.0.1.")
+    if service:
+        from agentic_onnx.router.service import discover
+
+        running = discover()
+        if running is not None:
+            raise UsageError(f"A service is already running at {running.url} (pid {running.pid}).",
+                             "Stop it first: `agentic-onnx service stop`.")
     if max_memory_gb is not None and not max_memory_gb > 0:
         raise UsageError(f"Invalid value for --max-memory-gb: {max_memory_gb:g} is not above 0.")
     from agentic_onnx.server.residency import parse_keep_alive

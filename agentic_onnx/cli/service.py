@@ -92,31 +92,22 @@ def stop_service_command(json_output: JsonOpt = False) -> None:
     """Stop the service (its models are unloaded; commands work in process again)."""
     import signal
 
-    from agentic_onnx.router.service import discover, state_path
+    from agentic_onnx.router.service import alive, discover, state_path
 
     out = output.current()
     state = discover()
     if state is None:
         out.result({"stopped": False}, "No service is running.")
         return
-    os.kill(state.pid, signal.SIGTERM)
+    os.kill(state.pid, signal.SIGTERM)  # discover() checked it is the service's process
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and _alive(state.pid):
+    while time.monotonic() < deadline and alive(state):
         time.sleep(0.1)
-    if _alive(state.pid):
+    if alive(state):
         os.kill(state.pid, signal.SIGKILL)
     state_path().unlink(missing_ok=True)
     out.result({**state.to_json(), "stopped": True},
                f"Stopped the service at {state.url} (pid {state.pid}).")
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 @service_app.command("status")

@@ -54,6 +54,7 @@ class RemoteConversation(ChatHistory):
     def _fitted(self, options: GenerationOptions) -> Iterator[StreamEvent]:
         """The turn's events; a history too long for the context loses its oldest exchanges."""
         dropped = self._dropped = 0
+        kept = list(self.turns), list(self.turn_images)  # restored if even the turn alone fails
         while True:
             request = self._request(options, model=str(self.model.folder.path))
             events = self._provider.stream(request)
@@ -61,6 +62,7 @@ class RemoteConversation(ChatHistory):
                 first = next(events)
             except ProviderError as error:
                 if not _too_long(error) or len(self.turns) <= 1:
+                    self.turns[:], self.turn_images[:] = kept
                     raise
                 two = len(self.turns) > 2 and self.turns[1]["role"] == "assistant"
                 del self.turns[:2 if two else 1]

@@ -30,6 +30,7 @@ class ServiceState:
     url: str  # http://127.0.0.1:PORT
     pid: int
     token: str
+    started: float = 0.0  # the process's start time (psutil): a reused pid is not the service
 
     def to_json(self) -> dict[str, object]:
         """What may be shown: never the token."""
@@ -54,7 +55,8 @@ def register(url: str, token: str, pid: int | None = None) -> ServiceState:
     from agentic_onnx.core.models.store import write_json_atomic
     from agentic_onnx.router.secrets import register_secret
 
-    state = ServiceState(url.rstrip("/"), pid or os.getpid(), token)
+    pid = pid or os.getpid()
+    state = ServiceState(url.rstrip("/"), pid, token, _start_time(pid) or 0.0)
     register_secret(state.token)
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def read_state() -> ServiceState | None:
     """The state file's content when it is well formed (a loopback URL, a pid, a token)."""
     try:
         raw = json.loads(state_path().read_text(encoding="utf-8"))
-        state = ServiceState(str(raw["url"]), int(raw["pid"]), str(raw["token"]))
+        state = ServiceState(str(raw["url"]), int(raw["pid"]), str(raw["token"]),
+                             float(raw.get("started") or 0.0))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not is_loopback_url(state.url) or not state.token or state.pid <= 0:
@@ -89,7 +92,7 @@ def discover(use_service: bool = True) -> ServiceState | None:
     state = read_state()
     if state is None:
         return None
-    if not _alive(state.pid):
+    if not alive(state):
         state_path().unlink(missing_ok=True)
         return None
     from agentic_onnx.router.secrets import register_secret
@@ -98,13 +101,27 @@ def discover(use_service: bool = True) -> ServiceState | None:
     return state
 
 
-def _alive(pid: int) -> bool:
+def alive(state: ServiceState) -> bool:
+    """Whether the service's process still runs: its pid, started when the file says (a pid the
+    system gave to another process since is not the service)."""
     import psutil
 
     try:
-        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(state.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not state.started or abs(process.create_time() - state.started) < 1.0
     except psutil.Error:
         return False
+
+
+def _start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 class ServiceError(AgenticError):

@@ -44,6 +44,7 @@ from agentic_onnx.server.http import (
     rest_of,
     routes,
     sse,
+    requested_adapter,
     start_job,
     tenant,
 )
@@ -106,22 +107,28 @@ def error_body(status: int, kind: str, message: str, param: str | None) -> dict[
 
 async def messages(request: Request) -> Response:
     state = request.app.state
+    release: Any = None
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        await load_if_needed(request, body.model, (body.model_extra or {}).get("keep_alive"))
+        release = await load_if_needed(request, body.model,
+                                       (body.model_extra or {}).get("keep_alive"))
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)
-        chat = await run_in_threadpool(_prepare, body, state.pool, routed)
+        adapter = None if routed else requested_adapter(request, body.model, body.model_extra)
+        chat = await run_in_threadpool(_prepare, body, state.pool, routed, adapter)
         user = body.metadata.user_id if body.metadata else None
         job = start_job(request, chat, "serve:anthropic",
-                        tenant(request, state.api_key, body.cache_salt, user))
+                        tenant(request, state.api_key, body.cache_salt, user), routed)
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     except AgenticError as error:  # one of ours, from preparing the request: its own status
         return error_response(api_error(error), error_body)
+    finally:
+        if release is not None:  # queued (or refused): keep-alive takes over from the pin
+            release()
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
                "model": job.model_name}
     if body.stream:
@@ -145,7 +152,8 @@ async def messages(request: Request) -> Response:
     return JSONResponse(reply, headers=answered_by(job))
 
 
-def _prepare(body: MessagesRequest, pool: Any, routed: bool = False) -> ChatRequest:
+def _prepare(body: MessagesRequest, pool: Any, routed: bool = False,
+             adapter: str | None = None) -> ChatRequest:
     """The request as the pool (or the router) takes it (on a worker thread: images decode,
     grammars compile)."""
     chat, options, images = _to_engine(body)
@@ -154,7 +162,7 @@ def _prepare(body: MessagesRequest, pool: Any, routed: bool = False) -> ChatRequ
                               **_answer(body))
     check_vision(pool, body.model, images)
     return ChatRequest.of(chat, options=options, images=images, model=body.model,
-                          adapter=pool.adapter_for(body.model), **_answer(body))
+                          adapter=adapter, **_answer(body))
 
 
 def _text(content: Union[str, list[Any], None]) -> str:
@@ -234,7 +242,17 @@ def _answer(body: MessagesRequest) -> dict[str, Any]:
 
 def _tool_uses(answer: Answer) -> list[dict[str, Any]]:
     return [{"type": "tool_use", "id": call["id"], "name": call["name"],
-             "input": json.loads(call["arguments"] or "{}")} for call in answer.tool_calls]
+             "input": _input(call["arguments"])} for call in answer.tool_calls]
+
+
+def _input(arguments: str) -> Any:  # noqa: ANN401
+    """A call's input object; arguments that are not a JSON object (a routed cloud model's, which
+    the answer check then reports) are kept as text rather than lost."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"_unparsed_arguments": arguments}
+    return value if isinstance(value, dict) else {"_unparsed_arguments": arguments}
 
 
 def _to_engine(body: MessagesRequest) -> tuple[list[dict[str, Any]], Any, list[Any]]:

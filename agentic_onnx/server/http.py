@@ -137,14 +137,17 @@ def _too_deep() -> ApiError:
                     f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
 
 
-async def load_if_needed(request: Request, model: str | None, keep_alive: Any = None) -> None:
+async def load_if_needed(request: Request, model: str | None,
+                         keep_alive: Any = None) -> Callable[[], None] | None:
     """The service (`serve --service`) loads a model a request names that is not loaded yet
     (an id, alias or `onnx add` name; a folder path only from a client holding the service's
     token). A name no local model has is left to the router (`--route`) or the 404. The
-    request's `keep_alive` (Ollama's field: 5m, 0, -1) sets how long the model stays loaded."""
+    request's `keep_alive` (Ollama's field: 5m, 0, -1) sets how long the model stays loaded.
+    Returns the release of a pin (pool.pin) that keeps the model loaded until the request is
+    queued: call it when the request is admitted (or refused)."""
     pool = request.app.state.pool
     if not getattr(pool, "on_demand", False):
-        return
+        return None
     keep = "default"
     if keep_alive is not None:
         from agentic_onnx.server.residency import parse_keep_alive
@@ -155,9 +158,10 @@ async def load_if_needed(request: Request, model: str | None, keep_alive: Any = 
             raise ApiError(400, "invalid_request_error", error.one_line(),
                            param="keep_alive") from None
     if (model and pool.serves(model)) or (not model and pool.specs):
+        release = pool.pin(model)
         if keep != "default":
             await run_in_threadpool(pool.ensure_loaded, model, keep)
-        return
+        return release
     from agentic_onnx.core.errors import ModelNotFoundError
     from agentic_onnx.core.models.resolve import looks_like_path
 
@@ -170,8 +174,30 @@ async def load_if_needed(request: Request, model: str | None, keep_alive: Any = 
     except ModelNotFoundError as error:
         if getattr(request.app.state, "route", None) is None:
             raise api_error(error) from None
+        return None
     except AgenticError as error:
         raise api_error(error) from None
+    return pool.pin(model)
+
+
+def requested_adapter(request: Request, model: str | None, extra: dict[str, Any] | None) -> str | None:
+    """The LoRA adapter a request asks for: `MODEL:ADAPTER`, or (our CLI through the service)
+    an `adapter` field; an adapter file by path only from a client holding the service's token."""
+    pool = request.app.state.pool
+    if pool.serves(model) and pool.adapter_for(model):  # MODEL:ADAPTER, installed beside it
+        return pool.adapter_for(model)
+    adapter = (extra or {}).get("adapter")
+    if adapter is None:
+        return None
+    if not isinstance(adapter, str) or not adapter:
+        raise ApiError(400, "invalid_request_error", "adapter: expected a name.", param="adapter")
+    from agentic_onnx.core.models.resolve import looks_like_path
+
+    token = getattr(request.app.state, "service_token", None)
+    if looks_like_path(adapter) and not (token and key_is_valid(request, token)):
+        raise ApiError(403, "permission_error", "Only a client holding the service's token may "
+                       "load an adapter from a path.", param="adapter")
+    return adapter
 
 
 def logged_by_client(request: Request) -> bool:
@@ -186,10 +212,11 @@ def routes(request: Request, model: str | None) -> bool:
     return getattr(state, "route", None) is not None and not state.pool.serves(model)
 
 
-def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str) -> Any:
-    """The request's job: the model's worker, or (a model not served here, `--route`) the
-    router; the job's items are the same either way."""
-    if routes(request, chat.model):
+def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str,
+              routed: bool) -> Any:
+    """The request's job: the model's worker, or (`routed`: a model not served here, `--route`)
+    the router; the job's items are the same either way."""
+    if routed:
         from agentic_onnx.server import routing
 
         try:

@@ -43,6 +43,7 @@ from agentic_onnx.server.http import (
     rest_of,
     routes,
     sse,
+    requested_adapter,
     start_job,
     tenant,
 )
@@ -115,22 +116,28 @@ async def models(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     state = request.app.state
+    release: Any = None
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        await load_if_needed(request, body.model, (body.model_extra or {}).get("keep_alive"))
+        release = await load_if_needed(request, body.model,
+                                       (body.model_extra or {}).get("keep_alive"))
         routed = routes(request, body.model)
         if not routed:
             check_model(state.pool, body.model)
-        chat = await run_in_threadpool(_prepare, body, state.pool, routed)
+        adapter = None if routed else requested_adapter(request, body.model, body.model_extra)
+        chat = await run_in_threadpool(_prepare, body, state.pool, routed, adapter)
         job = start_job(request, chat, "serve:openai",
                         tenant(request, state.api_key, body.cache_salt, body.user,
-                               body.prompt_cache_key))
+                               body.prompt_cache_key), routed)
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     except AgenticError as error:  # one of ours, from preparing the request: its own status
         return error_response(api_error(error), error_body)
+    finally:
+        if release is not None:  # queued (or refused): keep-alive takes over from the pin
+            release()
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -150,7 +157,8 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(completion, headers=answered_by(job))
 
 
-def _prepare(body: ChatCompletionRequest, pool: Any, routed: bool = False) -> ChatRequest:
+def _prepare(body: ChatCompletionRequest, pool: Any, routed: bool = False,
+             adapter: str | None = None) -> ChatRequest:
     """The request as the pool (or the router) takes it (on a worker thread: images decode,
     grammars compile)."""
     messages, options, images = _to_engine(body, pool if not routed else None)
@@ -159,7 +167,7 @@ def _prepare(body: ChatCompletionRequest, pool: Any, routed: bool = False) -> Ch
                               **_answer(body))
     check_vision(pool, body.model, images)
     return ChatRequest.of(messages, options=options, images=images, model=body.model,
-                          adapter=pool.adapter_for(body.model), **_answer(body))
+                          adapter=adapter, **_answer(body))
 
 
 def _to_engine(body: ChatCompletionRequest, pool: Any) -> tuple[list[dict[str, str]], Any, list[Any]]:

@@ -121,6 +121,8 @@ class ModelWorker:
         self.max_queue = max_queue
         self.local = LocalGeneration(model, slots=kv_slots, kv_budget_bytes=kv_budget_bytes)
         self.last_used = time.monotonic()  # the end of its last request (or its load)
+        self.pending = 0  # requests being admitted (pool.pin): not yet queued, not unloadable
+        self._stopped = False
         self.served = False  # it answered a request since it was loaded
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -138,6 +140,8 @@ class ModelWorker:
         loop = asyncio.get_running_loop() if job.get("deliver") is None else None
         queued = Job(self, request, loop, **job)
         with self._lock:
+            if self._stopped:  # unloaded meanwhile (the service's keep-alive): a retry loads it
+                raise ModelNotServedError(self.model_id, [])
             if self._admitted >= self.max_queue + 1:
                 raise QueueFullError(self._retry_after())
             self._admitted += 1
@@ -160,13 +164,15 @@ class ModelWorker:
 
     @property
     def busy(self) -> bool:
-        """Requests running or waiting."""
+        """Requests running, waiting or being admitted."""
         with self._lock:
-            return self._admitted > 0
+            return self._admitted > 0 or self.pending > 0
 
     def stop(self) -> None:
-        """End the thread once the requests already queued are done."""
-        self._jobs.put(None)
+        """End the thread once the requests already queued are done; later ones are refused."""
+        with self._lock:
+            self._stopped = True
+            self._jobs.put(None)
 
     def _retry_after(self) -> int:
         waiting = max(self._admitted, 1)
@@ -182,6 +188,9 @@ class ModelWorker:
             started = time.perf_counter()
             try:
                 self._run(job)
+            except Exception as error:  # noqa: BLE001 - a bug must not stop the model's thread
+                _server_log.exception("A request failed unexpectedly")
+                job.put(GenerationError(f"Generation failed: {error}"))
             finally:
                 with self._lock:
                     self._running = 0
@@ -349,10 +358,13 @@ class ModelPool:
                 raise ModelNotServedError(name or "", self.served_ids())
             resolution = resolve(name)
             model_id, aliases = served_names(name, resolution)
-            if model_id in self.workers:  # another name of a loaded model (a path, an alias)
-                self._add_aliases(model_id, (*aliases, *((name,) if name else ())))
-                self._set_keep_alive(model_id, keep_alive_s)
-                return self._loaded_json(model_id, 0.0, [])
+            loaded_as = self._id_of_folder(resolution.folder)
+            if loaded_as is not None:  # another name of a loaded model (a path, an alias)
+                self._add_aliases(loaded_as, (*aliases, *((name,) if name else ())))
+                self._set_keep_alive(loaded_as, keep_alive_s)
+                return self._loaded_json(loaded_as, 0.0, [])
+            if model_id in self.workers:  # the same name for another folder: an id of its own
+                model_id = f"{model_id}-{_path_digest(resolution.folder)}"
             needed = weights_size(resolution.folder)
             for idle in to_unload(self._residents(), needed, self.memory_budget_bytes):
                 self.unload(idle)
@@ -365,11 +377,34 @@ class ModelPool:
                                                  self.kv_slots, budget)
             self._sizes[model_id] = needed
             extra = (name,) if name and name != model_id else ()
-            self.specs.append(ModelSpec(model_id, resolution.folder,
+            self.specs = [*self.specs, ModelSpec(model_id, resolution.folder,
                                         tuple(dict.fromkeys((*aliases, *extra))),
-                                        adapters=installed_adapters_of(resolution.folder)))
+                                        adapters=installed_adapters_of(resolution.folder))]
             self._set_keep_alive(model_id, keep_alive_s)
             return self._loaded_json(model_id, loaded.load_s, loaded.warnings)
+
+    def _id_of_folder(self, folder: Any) -> str | None:
+        """The id a folder is loaded under, if it is loaded."""
+        wanted = folder.path.resolve()
+        return next((spec.model_id for spec in self.specs
+                     if spec.folder.path.resolve() == wanted and spec.model_id in self.workers),
+                    None)
+
+    def pin(self, name: str | None) -> Callable[[], None] | None:
+        """Keep the model `name` names loaded while a request is being admitted (keep-alive and
+        the memory budget pass over it); the release, or None when it is not loaded."""
+        try:
+            worker = self.worker_for(name)
+        except (KeyError, ModelNotServedError):
+            return None
+        with worker._lock:
+            worker.pending += 1
+
+        def release() -> None:
+            with worker._lock:
+                worker.pending -= 1
+
+        return release
 
     def unload(self, name: str) -> str:
         """Unload a model now (its queued requests are answered first); its id."""
@@ -406,9 +441,12 @@ class ModelPool:
         from agentic_onnx.server.residency import expired
 
         while not self._closed.wait(0.5):
-            with self._changing:
-                for model_id in expired(self._residents(), time.monotonic()):
-                    self.unload(model_id)
+            try:
+                with self._changing:
+                    for model_id in expired(self._residents(), time.monotonic()):
+                        self.unload(model_id)
+            except Exception:  # noqa: BLE001 - keep-alive must go on
+                _server_log.exception("Could not unload an expired model")
 
     def _add_aliases(self, model_id: str, names: tuple[str, ...]) -> None:
         self.specs = [ModelSpec(spec.model_id, spec.folder,
@@ -425,8 +463,11 @@ class ModelPool:
         """What `/api/ps` lists: each loaded model, its memory, queue and when it unloads."""
         now = time.monotonic()
         listed = []
+        workers = dict(self.workers)
         for resident in self._residents():
-            worker = self.workers[resident.model_id]
+            worker = workers.get(resident.model_id)
+            if worker is None:
+                continue
             expires = resident.expires_at()
             listed.append({**worker.status(), "execution_provider": worker.model.execution_provider,
                            "memory_bytes": resident.size_bytes,
@@ -516,6 +557,12 @@ def _weights(loaded: Any) -> int:
     from agentic_onnx.core.generation.engine import weights_size
 
     return weights_size(loaded.folder)
+
+
+def _path_digest(folder: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]
 
 
 def _kv_bytes(worker: ModelWorker) -> int:

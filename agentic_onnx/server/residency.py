@@ -11,6 +11,7 @@ running or waiting is never unloaded.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ def parse_keep_alive(value: object) -> float | None:
             raise UsageError(f"keep_alive: expected a duration such as 5m, 30s or -1, "
                              f"not {str(value)[:40]!r}.")
         seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not math.isfinite(seconds):
+        raise UsageError(f"keep_alive: expected a finite duration, not {str(value)[:40]!r}.")
     return FOREVER if seconds < 0 else seconds
 
 

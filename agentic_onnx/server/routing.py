@@ -99,7 +99,7 @@ class PoolProvider(Provider):
         from dataclasses import replace
 
         items: queue.Queue[Any] = queue.Queue()
-        served = replace(request, adapter=self._pool.adapter_for(request.model))  # BASE:ADAPTER
+        served = replace(request, adapter=request.adapter or self._pool.adapter_for(request.model))
         job = self._pool.worker_for(request.model).submit(
             served, tenant=self._tenant, model_name=self.model_name, log=False,
             deliver=items.put)

@@ -1,5 +1,5 @@
 """The service's own API (`serve --service`), for `agentic-onnx ps|stop` and the CLI's
-ServiceProvider; every route needs the service's token (or the server's --api-key).
+ServiceProvider; every route needs the service's token (not another --api-key).
 
     POST /api/load  {"model": NAME_OR_PATH, "adapter": NAME|null, "keep_alive": DURATION}
                     -> {"model", "execution_provider", "load_s", "warnings"}   (load_s 0: resident)
@@ -37,12 +37,14 @@ class StopRequest(BaseModel):
 async def load(request: Request) -> Response:
     pool = request.app.state.pool
     try:
-        check_api_key(request, request.app.state.api_key, allow_x_api_key=True)
+        _check_token(request)
         body: LoadRequest = await parse_body(request, LoadRequest)
         keep = _keep_alive(body.keep_alive)
         loaded = await run_in_threadpool(pool.ensure_loaded, body.model, keep)
         if body.adapter:  # found (and checked once) before any request uses it
-            await run_in_threadpool(pool.workers[loaded["model"]].local.adapter_file, body.adapter)
+            worker = pool.workers.get(loaded["model"])
+            if worker is not None:
+                await run_in_threadpool(worker.local.adapter_file, body.adapter)
     except ApiError as error:
         return error_response(error, error_body)
     except AgenticError as error:
@@ -52,7 +54,7 @@ async def load(request: Request) -> Response:
 
 async def ps(request: Request) -> Response:
     try:
-        check_api_key(request, request.app.state.api_key, allow_x_api_key=True)
+        _check_token(request)
     except ApiError as error:
         return error_response(error, error_body)
     return JSONResponse({"models": request.app.state.pool.resident()})
@@ -61,7 +63,7 @@ async def ps(request: Request) -> Response:
 async def stop(request: Request) -> Response:
     pool = request.app.state.pool
     try:
-        check_api_key(request, request.app.state.api_key, allow_x_api_key=True)
+        _check_token(request)
         body: StopRequest = await parse_body(request, StopRequest)
         unloaded = await run_in_threadpool(pool.unload, body.model)
     except ApiError as error:
@@ -69,6 +71,12 @@ async def stop(request: Request) -> Response:
     except AgenticError as error:
         return error_response(api_error(error), error_body)
     return JSONResponse({"model": unloaded, "unloaded": True})
+
+
+def _check_token(request: Request) -> None:
+    """The service's own API answers only a client holding its token (not another --api-key):
+    it loads folders by path and unloads models."""
+    check_api_key(request, request.app.state.service_token, allow_x_api_key=True)
 
 
 def _keep_alive(value: Any) -> Any:  # noqa: ANN401

@@ -33,6 +33,7 @@ class ServiceProvider(OpenAICompatProvider):
         self.model_name: str | None = None
         self._loaded_for: tuple[str | None, str | None] | None = None
         self._load_spec = ""
+        self._adapter: str | None = None
         self.model_path = ""
         self.threads = 0
 
@@ -53,11 +54,12 @@ class ServiceProvider(OpenAICompatProvider):
             self._resolve = resolve_model
         folder = self._resolve(request.model)
         self._load_spec = str(folder.path)
+        self._adapter = _absolute_adapter(request.adapter)
         loader = make_client(LOAD_TIMEOUT_S)
         try:
             reply = post_json(loader, self._target, f"{self.service.url}/api/load",
                               self._request_headers(),
-                              {"model": str(folder.path), "adapter": request.adapter})
+                              {"model": str(folder.path), "adapter": self._adapter})
         finally:
             loader.close()
         self.model_name = str(reply.get("model") or folder.name)
@@ -74,14 +76,27 @@ class ServiceProvider(OpenAICompatProvider):
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         payload = super()._payload(request)
-        # The folder, not the id: the service loads it again if it unloaded it meanwhile.
-        payload["model"] = self._load_spec if not request.adapter \
-            else f"{self.model_name}:{request.adapter}"
+        # The folder, not the id: the service loads it again if it unloaded it meanwhile; the
+        # adapter (a name beside the model, or this machine's absolute path) in its own field.
+        payload["model"] = self._load_spec
+        if self._adapter:
+            payload["adapter"] = self._adapter
         if "top_k" in request.options.model_fields_set:
             payload["top_k"] = request.options.top_k
         if request.images:
             payload["messages"] = with_image_parts(list(request.messages), request.images)
         return payload
+
+
+def _absolute_adapter(adapter: str | None) -> str | None:
+    """An adapter file given by a relative path means this directory's, not the service's."""
+    if adapter and adapter.endswith(".onnx_adapter"):
+        from pathlib import Path
+
+        path = Path(adapter).expanduser()
+        if path.is_file():
+            return str(path.resolve())
+    return adapter
 
 
 def with_image_parts(messages: list[dict[str, Any]], images: Any) -> list[dict[str, Any]]:
