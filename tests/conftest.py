@@ -165,6 +165,7 @@ _PROCESS_STATE: list[tuple[str, str, Callable[[], object]]] = [
     ("agentic_onnx.core.generation.engine", "_LOADED", dict),  # loaded models (load_s, warnings)
     ("agentic_onnx.core.embeddings.engine", "_LOADED", dict),
     ("agentic_onnx.core.generation.vision", "_PRIVATE_DIRS", list),  # removed at exit
+    ("agentic_onnx.router.execute", "_WARNED", set),  # budget alerts, once per process
 ]
 _SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE", "SIGALRM")
             if hasattr(signal, name)]

@@ -108,8 +108,10 @@ def test_agentic_flows_router_config_runs_locally_and_names_the_unused_keys_once
     assert answer["execution_provider"] == "cpu"  # ["cuda", "cpu"]: the first available
     assert warning_lines(result.stderr) == [
         f"{UNUSED_LINE} rateLimit, gpuLayers, contextWindow, localInference, "
-        "routing.costOptimization, routing.performance, toolCalling, monitoring "
-        "(see docs/router.md)."]  # `cache` is acted on (router/response_cache.py)
+        "routing.costOptimization.preferCheaper, routing.costOptimization.costThreshold, "
+        "routing.performance, toolCalling, monitoring (see docs/router.md)."]
+    # acted on: `cache` (router/response_cache.py), costOptimization's maxCostPerRequest and
+    # budgetAlerts (router/spend_limits.py)
 
 
 def test_a_flag_wins_over_the_entrys_max_tokens(hermetic_env):

@@ -123,8 +123,9 @@ def model_path_folder(model_path: str) -> str:
 # Keys accepted from agentic-flow's config and not acted on yet
 
 _TOP_LEVEL = (("toolCalling", "tool_calling"), ("monitoring", "monitoring"))
-_ROUTING = (("routing.costOptimization", "cost_optimization"),
-            ("routing.performance", "performance"))
+_ROUTING = (("routing.performance", "performance"),)
+# routing.costOptimization's keys that router/spend_limits.py acts on; the others are listed.
+_COST_KEYS = ("enabled", "maxCostPerRequest", "budgetAlerts")
 _PROVIDER = (("rateLimit", "rate_limit"), ("gpuLayers", "gpu_layers"),
              ("contextWindow", "context_window"), ("localInference", "local_inference"))
 # Keys some kinds act on (their class's `entry_keys`), unused by the others when present.
@@ -140,6 +141,10 @@ def unused_keys(config: Any) -> list[str]:
         entry, acted_on = config.entry(name), config.provider_class(name).entry_keys
         found += [key for key, field in _PROVIDER if getattr(entry, field) is not None]
         found += [key for key, present in _KIND_KEYS if present(entry) and key not in acted_on]
+    cost = config.routing.cost_optimization
+    if cost is not None:
+        found += [f"routing.costOptimization.{key}" for key in (cost if isinstance(cost, dict)
+                                                                else {}) if key not in _COST_KEYS]
     found += [key for key, field in _ROUTING if getattr(config.routing, field) is not None]
     found += [key for key, field in _TOP_LEVEL if getattr(config, field) is not None]
     return list(dict.fromkeys(found))

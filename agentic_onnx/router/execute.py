@@ -105,6 +105,7 @@ def route_and_stream(
     if not fallback:
         decision.candidates = decision.candidates[:1]
     options = _apply_action(request.options, decision)
+    _apply_spend_limits(loaded, decision, request, options, notice)
     providers: dict[str, Provider] = {}
 
     def provider_for(name: str) -> Provider:
@@ -218,6 +219,53 @@ def _describe(response: Response, provider: Provider, candidate: Candidate,
     for warning in provider.warnings:
         notice(warning)
     provider.warnings = []
+
+
+def _apply_spend_limits(loaded: LoadedConfig, decision: Decision, request: ChatRequest,
+                        options: GenerationOptions, notice: Notice) -> None:
+    """routing.costOptimization (router/spend_limits.py): candidates over maxCostPerRequest
+    leave the route; reached budget alerts are a warning (once per process)."""
+    from agentic_onnx.router.spend_limits import budget_warnings, max_cost_per_request, within_cost_limit
+
+    config = loaded.config
+    limit = max_cost_per_request(config)
+    if limit is not None and decision.candidates:
+        def worst_case(candidate: Candidate, prompt_tokens: int) -> float | None:
+            if candidate.local:
+                return 0.0
+            model = candidate.model or config.provider_class(candidate.provider).default_models.get("default")
+            if not model:
+                return None
+            entry = config.entry(candidate.provider)
+            overrides = {key: ModelPrice(p.input, p.output) for key, p in entry.prices.items()}
+            price = lookup_price(price_kind(config.kind_of(candidate.provider)), model, overrides)
+            max_tokens = _provider_defaults(options, loaded, candidate.provider).max_tokens
+            return None if price is None else price.cost(prompt_tokens, max_tokens)
+
+        kept = within_cost_limit(decision.candidates, request, limit, worst_case, notice)
+        if kept[0] is not decision.candidates[0]:
+            decision.provider, decision.model = kept[0].provider, kept[0].model
+        decision.candidates = kept
+    if any(not candidate.local for candidate in decision.candidates):
+        for warning in budget_warnings(config, _cloud_spend(notice)):
+            if warning not in _WARNED:
+                _WARNED.add(warning)
+                notice(warning)
+
+
+_WARNED: set[str] = set()  # budget warnings already given in this process
+
+
+def _cloud_spend(notice: Notice) -> Callable[[Any], float]:
+    def spent(since: Any) -> float:
+        from agentic_onnx.router.usage import UsageLogError, rows
+
+        try:
+            return sum(row["cost_usd"] or 0.0 for row in rows(since) if not row["local"])
+        except UsageLogError as error:
+            notice(error.one_line())
+            return 0.0
+    return spent
 
 
 def _cache_for(loaded: LoadedConfig, request: ChatRequest, decision: Decision,
