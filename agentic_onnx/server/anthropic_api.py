@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.events import FirstToken, TextDelta, ToolCallDelta
@@ -30,25 +29,22 @@ from agentic_onnx.core.generation.response import Response as Answer
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
+    admit,
+    answered_by,
     api_error,
     check_api_key,
-    check_model,
     check_vision,
     collect,
     decode_image,
     error_response,
+    finished,
     first_item,
-    load_if_needed,
     parse_body,
     remote_image_refused,
     rest_of,
-    routes,
     sse,
-    requested_adapter,
-    start_job,
     tenant,
 )
-from agentic_onnx.server.routing import answered_by
 
 
 class _TextBlock(BaseModel):
@@ -107,28 +103,18 @@ def error_body(status: int, kind: str, message: str, param: str | None) -> dict[
 
 async def messages(request: Request) -> Response:
     state = request.app.state
-    release: Any = None
     try:
         check_api_key(request, state.api_key, allow_x_api_key=True)
         body: MessagesRequest = await parse_body(request, MessagesRequest)
-        release = await load_if_needed(request, body.model,
-                                       (body.model_extra or {}).get("keep_alive"))
-        routed = routes(request, body.model)
-        if not routed:
-            check_model(state.pool, body.model)
-        adapter = None if routed else requested_adapter(request, body.model, body.model_extra)
-        chat = await run_in_threadpool(_prepare, body, state.pool, routed, adapter)
         user = body.metadata.user_id if body.metadata else None
-        job = start_job(request, chat, "serve:anthropic",
-                        tenant(request, state.api_key, body.cache_salt, user), routed)
+        job, _ = await admit(
+            request, body, lambda routed, adapter: _prepare(body, state.pool, routed, adapter),
+            "serve:anthropic", tenant(request, state.api_key, body.cache_salt, user))
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     except AgenticError as error:  # one of ours, from preparing the request: its own status
         return error_response(api_error(error), error_body)
-    finally:
-        if release is not None:  # queued (or refused): keep-alive takes over from the pin
-            release()
     message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant",
                "model": job.model_name}
     if body.stream:
@@ -144,12 +130,7 @@ async def messages(request: Request) -> Response:
     stop_reason, stop_sequence = _stop(answer)
     reply = {**message, "content": content, "stop_reason": stop_reason,
              "stop_sequence": stop_sequence, "usage": _usage(answer)}
-    if job.answer_error is not None:  # the answer is kept beside the error, nothing is lost
-        error = api_error(job.answer_error)
-        return JSONResponse({**error_body(error.status, error.kind, error.message, None),
-                             "message": reply}, status_code=error.status,
-                            headers=answered_by(job))
-    return JSONResponse(reply, headers=answered_by(job))
+    return finished(job, reply, error_body, "message")
 
 
 def _prepare(body: MessagesRequest, pool: Any, routed: bool = False,

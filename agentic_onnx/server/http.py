@@ -227,6 +227,26 @@ def start_job(request: Request, chat: ChatRequest, front_end: str, tenant: str,
                   log=not logged_by_client(request))
 
 
+async def admit(request: Request, body: Any, prepare: Callable[[bool, str | None], ChatRequest],
+                front_end: str, tenant_id: str) -> tuple[Any, ChatRequest]:
+    """Both dialects' way in, once the body is parsed: the model loaded when the service loads
+    on demand (pinned until queued), routed (`--route`) or checked (a 404 for a name not served
+    here), its adapter, the ChatRequest built by `prepare(routed, adapter)` on a worker thread
+    (images decode, grammars compile), and its job queued."""
+    model, extra = body.model, body.model_extra or {}
+    release = await load_if_needed(request, model, extra.get("keep_alive"))
+    try:
+        routed = routes(request, model)
+        if not routed:
+            check_model(request.app.state.pool, model)
+        adapter = None if routed else requested_adapter(request, model, extra)
+        chat = await run_in_threadpool(prepare, routed, adapter)
+        return start_job(request, chat, front_end, tenant_id, routed), chat
+    finally:
+        if release is not None:  # queued (or refused): keep-alive takes over from the pin
+            release()
+
+
 def check_model(pool: Any, model: str | None) -> None:
     """A model name this server does not serve is a 404 (never answered by another model)."""
     try:
@@ -390,6 +410,26 @@ class EventStream(StreamingResponse):
                 group.cancel_scope.cancel()
         finally:
             self._job.cancel()
+
+
+def answered_by(job: Any) -> dict[str, str]:
+    """The headers that say who answered: the provider and the model (and whether the answer
+    came from the response cache, router/response_cache.py)."""
+    headers = {"x-agentic-provider": job.provider, "x-agentic-model": job.model_name}
+    if getattr(job, "cached", False):
+        headers["x-agentic-cache"] = "hit"
+    return headers
+
+
+def finished(job: Any, reply: dict[str, Any], error_body: ErrorBody, key: str,
+             param: str | None = None) -> JSONResponse:
+    """A non-streamed answer: `reply`, or (its answer failed its check) the error with the reply
+    kept beside it under `key`, so nothing generated is lost."""
+    if job.answer_error is None:
+        return JSONResponse(reply, headers=answered_by(job))
+    error = api_error(job.answer_error)
+    return JSONResponse({**error_body(error.status, error.kind, error.message, param), key: reply},
+                        status_code=error.status, headers=answered_by(job))
 
 
 def openai_tool_calls(response: Response) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,26 +27,23 @@ from agentic_onnx.core.generation.response import Response as Answer
 from agentic_onnx.server.http import (
     ApiError,
     EventStream,
+    admit,
+    answered_by,
     api_error,
     check_api_key,
-    check_model,
     check_vision,
     collect,
     decode_image,
     error_response,
+    finished,
     first_item,
-    load_if_needed,
     openai_tool_calls,
     parse_body,
     remote_image_refused,
     rest_of,
-    routes,
     sse,
-    requested_adapter,
-    start_job,
     tenant,
 )
-from agentic_onnx.server.routing import answered_by
 
 ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 503: "server_error"}
 
@@ -116,28 +112,18 @@ async def models(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     state = request.app.state
-    release: Any = None
     try:
         check_api_key(request, state.api_key, allow_x_api_key=False)
         body: ChatCompletionRequest = await parse_body(request, ChatCompletionRequest)
-        release = await load_if_needed(request, body.model,
-                                       (body.model_extra or {}).get("keep_alive"))
-        routed = routes(request, body.model)
-        if not routed:
-            check_model(state.pool, body.model)
-        adapter = None if routed else requested_adapter(request, body.model, body.model_extra)
-        chat = await run_in_threadpool(_prepare, body, state.pool, routed, adapter)
-        job = start_job(request, chat, "serve:openai",
-                        tenant(request, state.api_key, body.cache_salt, body.user,
-                               body.prompt_cache_key), routed)
+        job, chat = await admit(
+            request, body, lambda routed, adapter: _prepare(body, state.pool, routed, adapter),
+            "serve:openai", tenant(request, state.api_key, body.cache_salt, body.user,
+                                   body.prompt_cache_key))
         first = await first_item(job, request)
     except ApiError as error:
         return error_response(error, error_body)
     except AgenticError as error:  # one of ours, from preparing the request: its own status
         return error_response(api_error(error), error_body)
-    finally:
-        if release is not None:  # queued (or refused): keep-alive takes over from the pin
-            release()
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -147,14 +133,8 @@ async def chat_completions(request: Request) -> Response:
         answer = await collect(job, request)
     except ApiError as error:
         return error_response(error, error_body)
-    completion = _completion(answer, completion_id)
-    if job.answer_error is not None:  # the answer is kept beside the error, nothing is lost
-        error = api_error(job.answer_error)
-        return JSONResponse({**error_body(error.status, error.kind, error.message, "response_format"
-                                          if chat.response_format else "tools"),
-                             "completion": completion}, status_code=error.status,
-                            headers=answered_by(job))
-    return JSONResponse(completion, headers=answered_by(job))
+    return finished(job, _completion(answer, completion_id), error_body, "completion",
+                    "response_format" if chat.response_format else "tools")
 
 
 def _prepare(body: ChatCompletionRequest, pool: Any, routed: bool = False,

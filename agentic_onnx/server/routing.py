@@ -67,15 +67,6 @@ def start(request: Any, chat: ChatRequest, front_end: str, tenant: str) -> Route
                      front_end, tenant, metrics=state.pool.metrics)
 
 
-def answered_by(job: Any) -> dict[str, str]:
-    """The headers that say who answered: the provider and the model (and whether the answer
-    came from the response cache, router/response_cache.py)."""
-    headers = {"x-agentic-provider": job.provider, "x-agentic-model": job.model_name}
-    if getattr(job, "cached", False):
-        headers["x-agentic-cache"] = "hit"
-    return headers
-
-
 class PoolProvider(Provider):
     """A local candidate of a routed request, answered by this server's worker for the model
     (its queue, its KV cache for the request's tenant). The usage row is the router's."""
