@@ -237,3 +237,13 @@ def test_a_chat_turn_is_a_usage_row(monkeypatch):
         [("chat", "onnx", "ok")] * 2
     assert all(1 <= row["completion_tokens"] <= 3 and row["cost_usd"] == 0.0 for row in rows)
     assert rows[0]["ttft_ms"] is not None and rows[0]["latency_ms"] >= rows[0]["ttft_ms"]
+
+
+def test_a_prompt_longer_than_the_context_is_a_400_with_openais_code(server):
+    """tiny-phi3 holds 512 tokens; the code is what a client (our service's chat) acts on."""
+    long = [{"role": "user", "content": "words about the weather " * 200}]
+    status, _, answer = http("POST", f"{server.url}/v1/chat/completions",
+                             {"messages": long, "max_tokens": 4})
+    assert status == 400, answer
+    assert answer["error"]["code"] == "context_length_exceeded"
+    assert "context holds 512" in answer["error"]["message"]

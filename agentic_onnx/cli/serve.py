@@ -7,7 +7,6 @@ command, never by `--help`.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from typing import Annotated, Optional
 
@@ -43,6 +42,7 @@ def serve_command(
 ) -> None:
     """Serve local models over the OpenAI (/v1/chat/completions) and Anthropic (/v1/messages) APIs."""
     from agentic_onnx.core.errors import UsageError
+    from agentic_onnx.router.provider_kinds import is_loopback_host
 
     if not 0 <= port <= 65535:
         raise UsageError(f"Invalid value for --port: {port} is not between 0 and 65535.")
@@ -56,11 +56,11 @@ def serve_command(
         raise UsageError(f"Invalid value for --kv-cache-mb: {kv_cache_mb:g} is not above 0.")
     if api_key is not None and not api_key.strip():
         raise UsageError("The --api-key is empty.", "Pass a non-empty key, or leave --api-key out.")
-    if route and not _is_loopback(host) and api_key is None:
+    if route and not is_loopback_host(host) and api_key is None:
         raise UsageError(f"--route on {host} without --api-key would let anyone who can reach "
                          "this machine spend your cloud providers' keys.",
                          "Add --api-key KEY, or listen on 127.0.0.1.")
-    if service and not _is_loopback(host):
+    if service and not is_loopback_host(host):
         raise UsageError("The service listens on loopback only.", "Drop --host, or use 127.0.0.1.")
     if service:
         from agentic_onnx.router.service import discover
@@ -76,7 +76,7 @@ def serve_command(
     residency = {"keep_alive_s": parse_keep_alive(keep_alive or ("5m" if service else "-1")),
                  "memory_budget_bytes": _memory_budget(max_memory_gb) if service else None,
                  "on_demand": service}
-    if not _is_loopback(host) and api_key is None:
+    if not is_loopback_host(host) and api_key is None:
         output.current().warning(f"Listening on {host} without --api-key: anyone who can "
                                  "reach this machine can use the models.")
     from agentic_onnx.router.local_settings import local_settings
@@ -204,15 +204,6 @@ def _bound_port(server, default: int) -> int:  # noqa: ANN001
         return int(server.servers[0].sockets[0].getsockname()[1])
     except (AttributeError, IndexError, OSError):
         return default
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _url_host(host: str) -> str:

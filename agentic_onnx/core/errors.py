@@ -26,6 +26,7 @@ class AgenticError(Exception):
 
     exit_code: ExitCode = ExitCode.RUNTIME_ERROR
     http_status: int = 500  # the server's fault unless a subclass says the request's
+    api_code: str | None = None  # the OpenAI error `code` a server gives it, when one is known
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -58,6 +59,8 @@ class UsageError(AgenticError):
 
 class PromptTooLongError(UsageError):
     """The prompt does not fit in the model's context (the router treats this as overflow)."""
+
+    api_code = "context_length_exceeded"  # OpenAI's code for it
 
     def __init__(self, prompt_tokens: int, context_length: int) -> None:
         super().__init__(

@@ -26,10 +26,11 @@ class ProviderError(AgenticError):
 
     def __init__(self, provider: str, message: str, hint: str | None = None, *,
                  status: int | None = None, retryable: bool = False,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, code: str | None = None) -> None:
         super().__init__(redact(message), redact(hint) if hint else None)
         self.provider = provider
         self.status = status
+        self.code = code  # the error body's `code` (OpenAI), when the server sent one
         self.retryable = retryable
         self.retry_after_s = retry_after_s
 

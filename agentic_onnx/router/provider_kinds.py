@@ -72,7 +72,12 @@ def price_kind(kind: str) -> str:
 
 def is_loopback_url(url: str) -> bool:
     """True for http(s) URLs on 127.0.0.0/8, ::1 or `localhost`."""
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (bracketed or not) and `localhost`."""
+    host = host.strip("[]").lower()
     if host == "localhost":
         return True
     try:

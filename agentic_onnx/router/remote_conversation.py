@@ -17,6 +17,7 @@ from typing import Any
 from agentic_onnx.core.generation.conversation import ChatHistory, TurnStats
 from agentic_onnx.core.generation.events import StreamEvent, Usage
 from agentic_onnx.core.generation.options import GenerationOptions
+from agentic_onnx.core.errors import PromptTooLongError
 from agentic_onnx.router.errors import ProviderError
 from agentic_onnx.router.service import ServiceState
 
@@ -88,5 +89,6 @@ class RemoteConversation(ChatHistory):
 
 
 def _too_long(error: ProviderError) -> bool:
-    """The service's 400 for a prompt longer than the model's context (core PromptTooLongError)."""
-    return error.status == 400 and "context holds" in error.message
+    """The service's 400 for a prompt longer than the model's context (core PromptTooLongError,
+    OpenAI's `context_length_exceeded` code)."""
+    return error.status == 400 and error.code == PromptTooLongError.api_code

@@ -95,7 +95,8 @@ class MessagesRequest(BaseModel):
     cache_salt: Optional[str] = None  # as vLLM's: cached prefixes are shared only per salt
 
 
-def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
+def error_body(status: int, kind: str, message: str, param: str | None,
+               code: str | None = None) -> dict[str, Any]:  # Anthropic's errors have no code
     if status >= 500 and status != 503:
         kind = "api_error"
     return {"type": "error", "error": {"type": kind, "message": message}}

@@ -22,17 +22,17 @@ from agentic_onnx.server.pool import Job, ModelNotServedError, QueueFullError
 
 MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
 
-ErrorBody = Callable[[int, str, str, "str | None"], dict[str, Any]]
+ErrorBody = Callable[..., dict[str, Any]]  # (status, kind, message, param[, code]) -> JSON body
 
 
 class ApiError(Exception):
     """An error the client gets as JSON: HTTP status, error type, message, the bad field."""
 
     def __init__(self, status: int, kind: str, message: str, param: str | None = None,
-                 retry_after_s: int | None = None) -> None:
+                 retry_after_s: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.param = status, kind, message, param
-        self.retry_after_s = retry_after_s
+        self.retry_after_s, self.code = retry_after_s, code
 
 
 KINDS = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
@@ -43,12 +43,13 @@ def api_error(error: AgenticError) -> ApiError:
     """An AgenticError as the client hears it: its own HTTP status (core.errors), its one line."""
     retry_after = getattr(error, "retry_after_s", None)
     return ApiError(error.http_status, KINDS.get(error.http_status, "api_error"),
-                    error.one_line(), retry_after_s=int(retry_after) if retry_after else None)
+                    error.one_line(), retry_after_s=int(retry_after) if retry_after else None,
+                    code=error.api_code)
 
 
 def error_response(error: ApiError, body: ErrorBody) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
-    return JSONResponse(body(error.status, error.kind, error.message, error.param),
+    return JSONResponse(body(error.status, error.kind, error.message, error.param, error.code),
                         status_code=error.status, headers=headers)
 
 

@@ -90,10 +90,12 @@ class ChatCompletionRequest(BaseModel):
     prompt_cache_key: Optional[str] = None
 
 
-def error_body(status: int, kind: str, message: str, param: str | None) -> dict[str, Any]:
+def error_body(status: int, kind: str, message: str, param: str | None,
+               code: str | None = None) -> dict[str, Any]:
     kind = ERROR_TYPES.get(status, kind if status < 500 else "server_error")
-    code = {401: "invalid_api_key", 403: "forbidden", 404: "model_not_found", 413: "request_too_large",
-            415: "unsupported_media_type", 422: "invalid_answer", 503: "overloaded"}.get(status)
+    code = code or {401: "invalid_api_key", 403: "forbidden", 404: "model_not_found",
+                    413: "request_too_large", 415: "unsupported_media_type",
+                    422: "invalid_answer", 503: "overloaded"}.get(status)
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 

@@ -78,10 +78,6 @@ class EmbeddingModel:
     def dimension(self) -> int:
         return int(self.folder.dimension or 0)
 
-    def count_tokens(self, texts: Sequence[str], input_type: str | None = None) -> list[int]:
-        prefix = self.folder.prefix(input_type)
-        return [len(e.ids) for e in self.tokenizer.encode_batch([prefix + t for t in texts])]
-
     def embed(self, texts: Sequence[str], *, input_type: str | None = None,
               dimensions: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> EmbeddingResult:
         """Vectors for `texts`, in order. `input_type` picks the model's query or document

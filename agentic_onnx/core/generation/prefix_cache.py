@@ -96,7 +96,6 @@ class PrefixCache:
         self.last: PrefillStats | None = None
         self.generated_ids: list[int] = []  # the tokens of the last generation, EOS included
         self._slots: list[_Slot] = []
-        self._slot: _Slot | None = None  # the slot of the last request
         self._clock = 0
         self._memo: tuple[str, list[int]] | None = None  # the last prompt text and its tokens
         self._view = _CachedModel(**model.__dict__, cache=self)
@@ -125,12 +124,6 @@ class PrefixCache:
         cost = self.layout.bytes_per_token * tokens if self.layout is not None else 0
         while self._slots and (self.max_slots == 1 or not self._fits(cost)):
             self._evict(min(self._slots, key=lambda slot: slot.used))
-
-    @property
-    def cached_tokens(self) -> int:
-        """Tokens held by the generator of the last request."""
-        slot = self._slot
-        return int(slot.generator.token_count()) if slot is not None and slot.generator else 0
 
     @property
     def capacity(self) -> int:
@@ -176,7 +169,7 @@ class PrefixCache:
         expected = min(len(prompt) + options.max_tokens, context)
         slot, cached = self._choose(prompt, tenant, expected)
         self._clock += 1
-        slot.used, self._slot = self._clock, slot
+        slot.used = self._clock
         if slot.generator is None or search != slot.search or reseed or adapter != slot.adapter:
             try:
                 self._new_generator(slot, search, adapter)
@@ -242,8 +235,6 @@ class PrefixCache:
         if slot in self._slots:
             self._slots.remove(slot)
         slot.generator, slot.search, slot.fed, slot.held = None, None, 0, 0
-        if self._slot is slot:
-            self._slot = None
 
     def _new_generator(self, slot: _Slot, search: dict[str, Any],
                        adapter: Path | None = None) -> None:

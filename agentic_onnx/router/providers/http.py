@@ -119,7 +119,7 @@ def status_error(target: HttpTarget, status: int, body: str, headers: Any) -> Pr
     retryable = status in RETRYABLE_STATUSES or status >= 500
     return ProviderError(target.provider, f"{target.label} returned HTTP {status}: {detail}",
                          _status_hint(target, status), status=status, retryable=retryable,
-                         retry_after_s=retry_after_seconds(headers))
+                         retry_after_s=retry_after_seconds(headers), code=error_code(body))
 
 
 def body_error(target: HttpTarget, body: str, status: int) -> ProviderError:
@@ -128,6 +128,16 @@ def body_error(target: HttpTarget, body: str, status: int) -> ProviderError:
     return ProviderError(target.provider, f"{target.label} answered without a stream: {detail}",
                          "Check that baseUrl points at an OpenAI/Anthropic-compatible API.",
                          status=status, retryable=False)
+
+
+def error_code(body: str) -> str | None:
+    """The `error.code` of an OpenAI error body (e.g. `context_length_exceeded`), if any."""
+    try:
+        error = json.loads(body[:MAX_ERROR_BODY * 10]).get("error")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def error_detail(body: str) -> str | None:

@@ -59,10 +59,6 @@ class LeastInFlight:
         with self._lock:
             self._in_flight[url] = max(self._in_flight[url] - 1, 0)
 
-    def in_flight(self, url: str) -> int:
-        with self._lock:
-            return self._in_flight[url]
-
 
 BALANCER = LeastInFlight()
 
@@ -89,7 +85,6 @@ class OpenAICompatProvider(Provider):
         self._headers = dict(headers or {})
         self._client: Any = None
         self._last_failed: str | None = None
-        self.last_url: str | None = None
         self.reported_cost_usd: float | None = None
 
     @classmethod
@@ -137,7 +132,6 @@ class OpenAICompatProvider(Provider):
     def _balanced_url(self) -> Iterator[str]:
         """The base URL for one request (least in flight); remembers a failed one."""
         url = BALANCER.acquire(self._urls, avoid=self._last_failed)
-        self.last_url = url
         try:
             yield url
             self._last_failed = None
