@@ -77,6 +77,11 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    # The router's process-wide windows and deployment states start fresh with each home.
+    from agentic_onnx.router import deployments, rate_limits
+
+    monkeypatch.setattr(rate_limits, "LIMITER", rate_limits.RateLimiter())
+    monkeypatch.setattr(deployments, "DEPLOYMENTS", deployments.DeploymentPool())
     return home
 
 
@@ -157,6 +162,11 @@ class _CliTimeout(BaseException):
 # is swapped for a fresh value during a call and put back afterwards, so a call neither sees
 # what earlier calls or the test itself left there nor leaves anything behind. The catalog's
 # and the price table's lru_caches stay: they only read package data.
+def _fresh(module: str, name: str) -> Callable[[], object]:
+    """A new instance of a router module's process-wide class (windows, deployment states)."""
+    return lambda: getattr(importlib.import_module(f"agentic_onnx.router.{module}"), name)()
+
+
 _PROCESS_STATE: list[tuple[str, str, Callable[[], object]]] = [
     ("agentic_onnx.cli.output", "_current", lambda: None),  # the invocation's output object
     ("agentic_onnx.router.config_lookup", "_shown_warnings", set),  # config warnings, once each
@@ -166,6 +176,8 @@ _PROCESS_STATE: list[tuple[str, str, Callable[[], object]]] = [
     ("agentic_onnx.core.embeddings.engine", "_LOADED", dict),
     ("agentic_onnx.core.generation.vision", "_PRIVATE_DIRS", list),  # removed at exit
     ("agentic_onnx.router.execute", "_WARNED", set),  # budget alerts, once per process
+    ("agentic_onnx.router.rate_limits", "LIMITER", _fresh("rate_limits", "RateLimiter")),
+    ("agentic_onnx.router.deployments", "DEPLOYMENTS", _fresh("deployments", "DeploymentPool")),
 ]
 _SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE", "SIGALRM")
             if hasattr(signal, name)]

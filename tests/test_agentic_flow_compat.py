@@ -107,11 +107,13 @@ def test_agentic_flows_router_config_runs_locally_and_names_the_unused_keys_once
     assert answer["usage"]["completion_tokens"] == 5  # the entry's maxTokens, no --max-tokens
     assert answer["execution_provider"] == "cpu"  # ["cuda", "cpu"]: the first available
     assert warning_lines(result.stderr) == [
-        f"{UNUSED_LINE} rateLimit, gpuLayers, contextWindow, localInference, "
+        f"{UNUSED_LINE} gpuLayers, contextWindow, localInference, "
         "routing.costOptimization.preferCheaper, routing.costOptimization.costThreshold, "
-        "routing.performance, toolCalling, monitoring (see docs/router.md)."]
+        "routing.performance.timeout, routing.performance.concurrentRequests, toolCalling, "
+        "monitoring (see docs/router.md)."]
     # acted on: `cache` (router/response_cache.py), costOptimization's maxCostPerRequest and
-    # budgetAlerts (router/spend_limits.py)
+    # budgetAlerts (router/spend_limits.py), rateLimit (router/rate_limits.py),
+    # performance.circuitBreaker (router/deployments.py)
 
 
 def test_a_flag_wins_over_the_entrys_max_tokens(hermetic_env):

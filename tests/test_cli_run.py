@@ -44,8 +44,9 @@ def test_json_output_has_the_documented_schema():
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"text", "provider", "model", "execution_provider", "finish_reason",
-                         "stop_sequence", "usage", "timings", "cost_usd", "service", "cached",
-                         "route", "attempts"}
+                         "stop_sequence", "usage", "timings", "cost_usd", "service", "deployment",
+                         "cached", "route", "attempts"}
+    assert data["deployment"] is None  # the onnx provider balances no deployments
     assert data["service"] is None  # answered in this process: no resident service runs
     assert data["cached"] is False  # no response cache in the config
     assert data["stop_sequence"] is None  # the model's end token or the budget ended it

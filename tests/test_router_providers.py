@@ -12,7 +12,7 @@ from agentic_onnx.core.generation.options import build_options
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.anthropic import AnthropicProvider
 from agentic_onnx.router.providers.http import retry_after_seconds
-from agentic_onnx.router.providers.openai_compat import LeastInFlight, OpenAICompatProvider
+from agentic_onnx.router.providers.openai_compat import OpenAICompatProvider
 from agentic_onnx.router.providers.openrouter import OpenRouterProvider
 
 from .fake_cloud import Behaviour, FakeOpenAI, ok, status
@@ -137,7 +137,7 @@ def test_openrouter_skips_processing_comments_reads_usage_and_cost(openrouter_fa
 
 def test_openai_tool_call_deltas(openai_fake):
     openai_fake.script(Behaviour("tools"))
-    provider = OpenAICompatProvider("vllm", [openai_fake.base_url], None, None, 2.0)
+    provider = OpenAICompatProvider.at("vllm", [openai_fake.base_url], timeout_s=2.0)
     events = list(provider.stream(request()))
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
     assert calls[0].name == "get_weather" and {c.id for c in calls} == {"call_01"}
@@ -163,7 +163,7 @@ def test_openrouter_statuses(openrouter_fake, code, retryable):
 
 def test_truncated_stream_is_an_error_not_a_short_answer(openai_fake):
     openai_fake.script(Behaviour("truncate"))
-    provider = OpenAICompatProvider("vllm", [openai_fake.base_url], None, None, 2.0)
+    provider = OpenAICompatProvider.at("vllm", [openai_fake.base_url], timeout_s=2.0)
     with pytest.raises(ProviderError, match="closed the stream"):
         list(provider.stream(request()))
 
@@ -178,17 +178,6 @@ def test_retry_after_header_forms():
 
 # -- balancing -----------------------------------------------------------------------------------
 
-def test_least_in_flight_picks_the_idle_url_and_avoids_the_failed_one():
-    balancer = LeastInFlight()
-    urls = ["http://a", "http://b"]
-    first = balancer.acquire(urls)
-    assert first == "http://a" and balancer.acquire(urls) == "http://b"
-    balancer.release("http://a")
-    assert balancer.acquire(urls) == "http://a"  # a has 0 in flight again, b has 1
-    balancer.release("http://a"), balancer.release("http://b")
-    assert balancer.acquire(urls, avoid="http://a") == "http://b"
-
-
 def test_concurrent_requests_spread_over_base_urls():
     fakes = [FakeOpenAI().start() for _ in range(2)]
     try:
@@ -198,7 +187,7 @@ def test_concurrent_requests_spread_over_base_urls():
         provider_urls = [fake.base_url for fake in fakes]
 
         def one() -> None:
-            provider = OpenAICompatProvider("pool", provider_urls, None, None, 2.0)
+            provider = OpenAICompatProvider.at("pool", provider_urls, timeout_s=2.0)
             stream = provider.stream(request())
             next(stream)  # the request is in flight (headers and first chunk received)
             gate.wait(timeout=5)

@@ -55,7 +55,7 @@ def anthropic(fake) -> AnthropicProvider:
 
 
 def openai(fake) -> OpenAICompatProvider:
-    return OpenAICompatProvider("vllm", [fake.base_url], None, None, 2.0)
+    return OpenAICompatProvider.at("vllm", [fake.base_url], timeout_s=2.0)
 
 
 def ask(provider, messages=USER, **fields) -> Response:

@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ModelOpt, NoServiceOpt, ThreadsOpt
+from agentic_onnx.cli.options import (
+    DeviceIdOpt,
+    ExecutionProviderOpt,
+    JsonOpt,
+    ModelOpt,
+    NoServiceOpt,
+    ThreadsOpt,
+)
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -16,6 +23,7 @@ def test_command(
     model: ModelOpt = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    device_id: DeviceIdOpt = None,
     no_service: NoServiceOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -35,16 +43,18 @@ def test_command(
     out = current()
     from agentic_onnx.router.service import discover
 
-    # The resident service answers unless the command names its own EP or threads.
-    state = discover(not no_service) if execution_provider == "auto" and threads is None \
-        else None
+    # The resident service answers unless the command names its own EP, threads or GPU.
+    own = execution_provider != "auto" or threads is not None or device_id is not None
+    state = None if own else discover(not no_service)
     if state is not None:
         from agentic_onnx.router.providers.service import smoke_test_via
 
         result = smoke_test_via(state, model)
     else:
-        settings = local_settings(execution_provider, threads, on_notice=out.warning)
-        result = smoke_test(model, settings.execution_provider, settings.threads)
+        settings = local_settings(execution_provider, threads, on_notice=out.warning,
+                                  device_id=device_id)
+        result = smoke_test(model, settings.execution_provider, settings.threads,
+                            settings.device_id)
     for message in result.warnings:
         out.warning(message)
     failure = None if result.ok else ModelTestFailedError(
@@ -63,6 +73,7 @@ def benchmark_command(
     iterations: Annotated[int, typer.Option("--iterations", "-n", metavar="N", help="Measured iterations per test.")] = 5,
     warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Unmeasured iterations before them.")] = 1,
     threads: ThreadsOpt = None,
+    device_id: DeviceIdOpt = None,
     concurrency: Annotated[str, typer.Option("--concurrency", metavar="N[,N]", help="Requests started at once per iteration on the one loaded model, comma-separated; N > 1 adds the test pp{P}+tg{G}@c{N}.")] = "1",
     output_format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table | json | csv | md.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE instead of stdout.")] = None,
@@ -98,7 +109,8 @@ def benchmark_command(
     settings = BenchSettings(prompt_tokens=_int_list("--prompt-tokens", prompt_tokens),
                              gen_tokens=_int_list("--gen-tokens", gen_tokens),
                              iterations=iterations, warmup=warmup, threads=local.threads,
-                             concurrency=_int_list("--concurrency", concurrency, "1,2,4"))
+                             concurrency=_int_list("--concurrency", concurrency, "1,2,4"),
+                             device_id=device_id)
     settings.validate()
     thresholds = Thresholds(min_gen_tps=min_gen_tps, max_ttft_ms=max_ttft_ms, max_rss_mb=max_rss_mb)
     with bench_view.BenchProgressView(out) as progress:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from agentic_onnx.cli import output
 from agentic_onnx.cli.options import (
     AdapterOpt,
+    DeviceIdOpt,
     ExecutionProviderOpt,
     MaxTokensOpt,
     ModelOpt,
@@ -57,6 +58,7 @@ def chat_command(
     stop: StopOpt = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    device_id: DeviceIdOpt = None,
     yes: YesOpt = False,
     no_service: NoServiceOpt = False,
 ) -> None:
@@ -74,9 +76,9 @@ def chat_command(
     from agentic_onnx.router.service import discover
 
     out = output.current()
-    # The resident service answers unless the command names its own EP or threads.
-    state = discover(not no_service) if execution_provider == "auto" and threads is None \
-        else None
+    # The resident service answers unless the command names its own EP, threads or GPU.
+    own = execution_provider != "auto" or threads is not None or device_id is not None
+    state = None if own else discover(not no_service)
     if state is not None:
         from agentic_onnx.router.remote_conversation import RemoteConversation
 
@@ -84,10 +86,11 @@ def chat_command(
                                                on_notice=out.warning, adapter=adapter)
         out.note(f"Using the resident service at {state.url}.")
     else:
-        settings = local_settings(execution_provider, threads, on_notice=out.warning)
+        settings = local_settings(execution_provider, threads, on_notice=out.warning,
+                                  device_id=device_id)
         with shown_while_loading():
             loaded = load_model(resolve_for_run(model, yes), settings.execution_provider,
-                                settings.threads)
+                                settings.threads, device_id=settings.device_id)
         for message in loaded.warnings:
             out.warning(message)
         conversation = Conversation(loaded, system, on_notice=out.warning, adapter=adapter)

@@ -99,6 +99,26 @@ ThreadsOpt = Annotated[
     typer.Option("--threads", metavar="N", callback=_check_threads, help="CPU threads for the model. Default: physical cores."),
 ]
 
+def _check_device_id(value: Optional[int]) -> Optional[int]:
+    from agentic_onnx.core.errors import UsageError
+
+    if value is not None and value < 0:
+        raise UsageError(f"Invalid value for --device-id: {value} is negative.",
+                         "GPUs are numbered from 0 (`agentic-onnx onnx info` lists them).")
+    return value
+
+
+DeviceIdOpt = Annotated[
+    Optional[int],
+    typer.Option("--device-id", metavar="N", callback=_check_device_id, help="The GPU to load the model on with -e cuda or dml (0: the first). Default: the EP's own choice, GPU 0."),
+]
+
+# `serve` and `service start`: one worker per GPU (checked by cli/serve.py's parse_device_ids).
+DeviceIdsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--device-id", metavar="N|all", help="The GPU to load the models on with -e cuda or dml. Repeat it (or N,M) to load each model once per GPU, a worker each, with requests going to the one with the fewest in flight (CUDA only); `all`: every NVIDIA GPU. Default: the EP's own choice, GPU 0."),
+]
+
 # Generation options: `run`, the root form and `chat` declare them through these aliases.
 SystemOpt = Annotated[Optional[str], typer.Option("--system", "-s", metavar="TEXT", help="System message.")]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", metavar="N", help="Most new tokens. Default: 512.")]

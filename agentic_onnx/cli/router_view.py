@@ -53,7 +53,13 @@ def render_benchmark(out: Output, results: list[dict[str, Any]]) -> None:
 def render_usage(out: Output, summary: dict[str, Any]) -> None:
     if not summary["lines"]:
         out.note("No requests logged yet.")
-        return
+    else:
+        _render_usage_lines(out, summary)
+    if summary.get("budgets"):
+        _render_budgets(out, summary["budgets"])
+
+
+def _render_usage_lines(out: Output, summary: dict[str, Any]) -> None:
     columns = [Column("provider", "left"), Column("model", "left"), Column("requests"),
                Column("ok", drop_order=3), Column("tokens in", drop_order=2),
                Column("tokens out", drop_order=2), Column("cost $"),
@@ -69,3 +75,13 @@ def render_usage(out: Output, summary: dict[str, Any]) -> None:
     out.note(f"Total cost ${totals['cost_usd']:.6f}; local runs saved ${totals['saved_usd']:.6f} "
              f"at {summary['reference']} prices." +
              (" * some requests have no known price." if totals["cost_unknown_requests"] else ""))
+
+
+def _render_budgets(out: Output, budgets: list[dict[str, Any]]) -> None:
+    """routing.costOptimization's budgets: cloud spend of today / this month (UTC) against them."""
+    columns = [Column("period", "left"), Column("cloud spend $"), Column("alert $"),
+               Column("limit $"), Column("state", "left"), Column("since (UTC)", "left", drop_order=1)]
+    rows = [[budget["period"], f"{budget['spent_usd']:.2f}", _or_dash(budget["alert_usd"], "{:g}"),
+             _or_dash(budget["limit_usd"], "{:g}"), budget["state"].replace("_", " "),
+             budget["since"].replace("T", " ").removesuffix("+00:00")] for budget in budgets]
+    out.table(out.fitted_table("Budgets (routing.costOptimization)", columns, rows))

@@ -9,6 +9,7 @@ import typer
 
 from agentic_onnx.cli.options import (
     AdapterOpt,
+    DeviceIdOpt,
     ExecutionProviderOpt,
     JsonOpt,
     MaxTokensOpt,
@@ -46,6 +47,7 @@ def run_command(
     image: Annotated[Optional[list[str]], typer.Option("--image", metavar="PATH", help="An image for a vision model (PNG, JPEG or BMP); repeat for several; '-' reads one from stdin.")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    device_id: DeviceIdOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
     no_service: NoServiceOpt = False,
@@ -83,7 +85,7 @@ def run_command(
 
     with shown_while_loading():
         _generate(request, route, execution_provider=execution_provider,
-                  threads=threads, verbose=verbose, assume_yes=yes,
+                  threads=threads, device_id=device_id, verbose=verbose, assume_yes=yes,
                   config=config, dry_run=dry_run, log_prompts=log_prompts,
                   use_service=not no_service)
 
@@ -144,7 +146,7 @@ def read_task(task: str | None) -> str:
 
 
 def _generate(request, route, *, execution_provider: str, threads: int | None,  # noqa: ANN001
-              verbose: bool, assume_yes: bool, config: str | None,
+              device_id: int | None, verbose: bool, assume_yes: bool, config: str | None,
               dry_run: bool, log_prompts: bool, use_service: bool = True) -> None:
     """Route the request, stream the answer into the right view, report. The router checks
     the finished answer (schema, tools): an invalid one ends the stream as an error that
@@ -157,8 +159,8 @@ def _generate(request, route, *, execution_provider: str, threads: int | None,  
     out = output.current()
     routed = route_and_stream(
         request, route, config_path=config, execution_provider=execution_provider,
-        threads=threads, dry_run=dry_run, log_prompts=log_prompts, on_notice=out.warning,
-        use_service=use_service,
+        threads=threads, device_id=device_id, dry_run=dry_run, log_prompts=log_prompts,
+        on_notice=out.warning, use_service=use_service,
         resolve_local=lambda spec: resolve_for_run(spec, assume_yes))  # ids, aliases, paths; offers a download
     if routed.response is None:  # --dry-run
         from agentic_onnx.cli.router import show_decision

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from agentic_onnx.cli import output
-from agentic_onnx.cli.options import ExecutionProviderOpt, ThreadsOpt, complete_model
+from agentic_onnx.cli.options import DeviceIdsOpt, ExecutionProviderOpt, ThreadsOpt, complete_model
 
 DEFAULT_PORT = 8080
 DEFAULT_MAX_QUEUE = 16
@@ -26,7 +26,7 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = DEFAULT_PORT,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", metavar="MODEL", autocompletion=complete_model, help="A model to serve (repeatable): catalog id, alias, custom name or folder. Requests name it by its id (`/v1/models` lists them); another name gets 404. Default: the recommended model.")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", metavar="KEY", envvar="AGENTIC_ONNX_API_KEY", help="Require this key: `Authorization: Bearer KEY` (or `x-api-key: KEY` on /v1/messages). Also read from AGENTIC_ONNX_API_KEY.")] = None,
-    max_queue: Annotated[int, typer.Option("--max-queue", metavar="N", help="Requests that may wait per model while one is generated; one more gets 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
+    max_queue: Annotated[int, typer.Option("--max-queue", metavar="N", help="Requests that may wait per model (per GPU copy with several --device-id) while one is generated; one more gets 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
     allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and the --host address always work; any other Host gets 403 (DNS-rebinding defence).")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages at ORIGIN (e.g. http://localhost:3000) call the server from a browser (repeatable; '*' for any). Requests from other origins get 403.")] = None,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body in MiB; a larger one gets 413 before it is read.")] = DEFAULT_MAX_BODY_MB,
@@ -39,6 +39,7 @@ def serve_command(
     max_memory_gb: Annotated[Optional[float], typer.Option("--max-memory-gb", metavar="GB", help="With --service: memory the loaded models' weights may take; the least recently used idle model is unloaded to make room. Default: 80% of the memory available at start.")] = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    device_id: DeviceIdsOpt = None,
 ) -> None:
     """Serve local models over the OpenAI (/v1/chat/completions) and Anthropic (/v1/messages) APIs."""
     from agentic_onnx.core.errors import UsageError
@@ -79,6 +80,7 @@ def serve_command(
     if not is_loopback_host(host) and api_key is None:
         output.current().warning(f"Listening on {host} without --api-key: anyone who can "
                                  "reach this machine can use the models.")
+    device_ids = parse_device_ids(device_id or [])
     from agentic_onnx.router.local_settings import local_settings
 
     # The config's local EP and threads, as `run` and `chat` load with (-e/--threads win).
@@ -89,7 +91,35 @@ def serve_command(
     guard = _guard_config(host, allowed_host or [], cors_origin or [], max_body_mb)
     _run_server(specs, host, port, api_key, max_queue, settings.execution_provider,
                 settings.threads, guard, embeddings=embeddings, metrics=metrics, route=route,
-                kv_cache=(kv_cache_slots, kv_cache_mb), residency=residency, service=service)
+                kv_cache=(kv_cache_slots, kv_cache_mb), residency=residency, service=service,
+                device_ids=device_ids)
+
+
+def parse_device_ids(values: list[str]) -> tuple[int, ...]:
+    """`--device-id` values (repeated, or N,M; `all`: every NVIDIA GPU) as distinct GPU ids,
+    in the order given; none: ()."""
+    from agentic_onnx.core.errors import UsageError
+
+    parts = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if "all" in (part.lower() for part in parts):
+        if len(parts) > 1:
+            raise UsageError("--device-id all cannot be combined with other device ids.",
+                             "Pass `all`, or list the GPUs: --device-id 0 --device-id 1.")
+        from agentic_onnx.core.machine.hardware import cuda_device_ids
+
+        found = cuda_device_ids()
+        if not found:
+            raise UsageError("--device-id all found no NVIDIA GPU.",
+                             "`agentic-onnx onnx info` shows what this machine has.")
+        return tuple(found)
+    bad = next((part for part in parts if not (part.isascii() and part.isdigit())), None)
+    if bad is not None:
+        raise UsageError(f"Invalid value for --device-id: {bad!r} is not a GPU number or `all`.",
+                         "GPUs are numbered from 0 (`agentic-onnx onnx info` lists them).")
+    ids = tuple(int(part) for part in parts)
+    if len(set(ids)) != len(ids):
+        raise UsageError("A --device-id is given twice.", "List each GPU once.")
+    return ids
 
 
 def _memory_budget(max_memory_gb: Optional[float]) -> int:
@@ -150,7 +180,8 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
                 execution_provider: str, threads: Optional[int], guard,  # noqa: ANN001
                 embeddings=None, metrics: bool = False, route: bool = False,  # noqa: ANN001
                 kv_cache: tuple[int, Optional[float]] = (DEFAULT_KV_CACHE_SLOTS, None),
-                residency: Optional[dict] = None, service: bool = False) -> None:
+                residency: Optional[dict] = None, service: bool = False,
+                device_ids: tuple[int, ...] = ()) -> None:
     import uvicorn
 
     from agentic_onnx.core.errors import UsageError
@@ -159,7 +190,8 @@ def _run_server(specs: list, host: str, port: int, api_key: Optional[str], max_q
 
     from agentic_onnx.router import service as registry
 
-    pool = ModelPool(specs, execution_provider, threads, max_queue, *kv_cache, **(residency or {}))
+    pool = ModelPool(specs, execution_provider, threads, max_queue, *kv_cache, **(residency or {}),
+                     device_ids=device_ids)
     token = registry.new_token() if service else None
     registered: list = []
 

@@ -16,7 +16,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from agentic_onnx.cli import output
-from agentic_onnx.cli.options import ExecutionProviderOpt, JsonOpt, ThreadsOpt, complete_model
+from agentic_onnx.cli.options import (
+    DeviceIdsOpt,
+    ExecutionProviderOpt,
+    JsonOpt,
+    ThreadsOpt,
+    complete_model,
+)
 
 service_app = typer.Typer(help="The resident service: models stay loaded between commands.",
                           no_args_is_help=True)
@@ -36,6 +42,7 @@ def start_command(
     max_memory_gb: MaxMemoryOpt = None,
     execution_provider: ExecutionProviderOpt = "auto",
     threads: ThreadsOpt = None,
+    device_id: DeviceIdsOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Start the service in the background (loopback only), unless one is running."""
@@ -55,6 +62,7 @@ def start_command(
     command += [part for name in model or [] for part in ("--model", name)]
     command += ["--max-memory-gb", str(max_memory_gb)] if max_memory_gb is not None else []
     command += ["--threads", str(threads)] if threads is not None else []
+    command += [part for value in device_id or [] for part in ("--device-id", value)]
     with open(log_path, "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True,
@@ -160,13 +168,20 @@ def _models_table(out: output.Output, models: list[dict[str, Any]]) -> None:
     from agentic_onnx.cli.render import Column
     from agentic_onnx.core.models.store import format_bytes
 
-    rows = [[str(m.get("id")), str(m.get("execution_provider") or "-"),
+    rows = [[str(m.get("id")), str(m.get("execution_provider") or "-"), _gpus(m),
              format_bytes(int(m.get("memory_bytes") or 0)), str(m.get("running", 0)),
              str(m.get("waiting", 0)), _until(m.get("unloads_in_s"))] for m in models]
     out.table(out.fitted_table("Loaded models", [
-        Column("id", justify="left"), Column("ep", justify="left"), Column("memory"),
+        Column("id", justify="left"), Column("ep", justify="left"),
+        Column("gpu", justify="left", drop_order=3), Column("memory"),
         Column("running", drop_order=2), Column("waiting", drop_order=1),
         Column("unloads in")], rows))
+
+
+def _gpus(model: dict[str, Any]) -> str:
+    """The GPU of each worker (`serve --device-id`), e.g. `0,1`; `-` when none was chosen."""
+    ids = [worker.get("device_id") for worker in model.get("workers") or []]
+    return ",".join(str(device) for device in ids if device is not None) or "-"
 
 
 def _until(seconds: Any) -> str:  # noqa: ANN401

@@ -1,4 +1,5 @@
-"""`agentic-onnx usage`: requests, tokens and cost per provider and model, and what local saved."""
+"""`agentic-onnx usage`: requests, tokens and cost per provider and model, what local saved, and
+the cloud spend against the config's budgets."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from agentic_onnx.cli import output
 from agentic_onnx.cli.options import JsonOpt
+from agentic_onnx.cli.router import ConfigOpt, config_option
 
 # router.usage.DEFAULT_REFERENCE, spelled out so that --help does not import the usage log
 # (tests/test_router_usage.py checks the two agree).
@@ -15,18 +17,29 @@ DEFAULT_REFERENCE = "anthropic:claude-sonnet-4-5"
 
 
 def usage_command(
+    ctx: typer.Context,
     days: Annotated[Optional[int], typer.Option("--days", metavar="N", min=1,
                                                 help="Only the last N days. Default: all.")] = None,
     compare_to: Annotated[str, typer.Option(
         "--compare-to", metavar="PROVIDER:MODEL",
         help="Cloud price that local runs are compared with.")] = DEFAULT_REFERENCE,
+    config: ConfigOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Summarise the usage log per provider and model, with the money local runs saved.
 
     Requests, tokens, cost and latency per provider and model; local runs are also priced at
-    a cloud model's price, to show what they saved."""
+    a cloud model's price, to show what they saved. With budgets in the config
+    (routing.costOptimization budgetAlerts, budgetLimits), today's and this month's cloud
+    spend (UTC) against them."""
     from agentic_onnx.cli.router_view import render_usage
-    from agentic_onnx.router.usage import usage_summary
+    from agentic_onnx.router.config_lookup import load_config, new_warnings
+    from agentic_onnx.router.spend_limits import budget_report
+    from agentic_onnx.router.usage import cloud_spend_usd, usage_summary
 
-    output.current().result(usage_summary(days, compare_to), render_usage)
+    out, loaded = output.current(), load_config(config_option(ctx, config))
+    for warning in new_warnings(loaded):
+        out.warning(warning)
+    summary = usage_summary(days, compare_to)
+    summary["budgets"] = budget_report(loaded.config, cloud_spend_usd)
+    out.result(summary, render_usage)

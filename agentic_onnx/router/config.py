@@ -31,7 +31,7 @@ from agentic_onnx.router.config_compat import apply_named_providers, named_provi
 from agentic_onnx.router.config_secrets import register_config_secrets, register_substituted
 from agentic_onnx.router.errors import ConfigError
 from agentic_onnx.router.provider_kinds import (
-    is_loopback_url,
+    is_trusted_url,
     kind_for,
     provider_class,
     provider_kinds,
@@ -58,6 +58,38 @@ class Price(BaseModel):
     output: float = Field(ge=0)
 
 
+class LimitPerMinute(BaseModel):
+    """Requests and tokens (prompt + completion) per minute, over a sliding 60-second window."""
+
+    model_config = _STRICT
+    requests_per_minute: Optional[int] = Field(None, alias="requestsPerMinute", ge=1)
+    tokens_per_minute: Optional[int] = Field(None, alias="tokensPerMinute", ge=1)
+
+
+class RateLimit(LimitPerMinute):
+    """agentic-flow's `rateLimit`, plus how long a request may wait for room (`maxWaitMs`,
+    default 0: move on in the chain at once) and limits per model (`models`)."""
+
+    max_wait_ms: int = Field(0, alias="maxWaitMs", ge=0, le=600_000)
+    models: dict[str, LimitPerMinute] = Field(default_factory=dict)
+
+
+class Deployment(BaseModel):
+    """One endpoint serving a provider's models (router/deployments.py balances them). `apiKey`
+    and `headers` default to the entry's; `model` renames the model at this endpoint (Ollama's
+    `llama3:8b` for vLLM's `meta-llama/Meta-Llama-3-8B-Instruct`)."""
+
+    model_config = _STRICT
+    base_url: str = Field(alias="baseUrl", min_length=1)
+    api_key: Optional[str] = Field(None, alias="apiKey", repr=False)
+    headers: Optional[dict[str, str]] = None
+    local: Optional[bool] = None
+    weight: float = Field(1.0, gt=0, le=1_000_000)
+    model: Optional[str] = None
+    rate_limit: Optional[LimitPerMinute] = Field(None, alias="rateLimit")
+
+
+
 class ProviderConfig(BaseModel):
     """One entry of `providers`. `type` (a registered kind, provider_kinds.py) defaults to the
     entry's name when that is a kind, so several OpenAI-compatible servers can sit side by side
@@ -68,6 +100,9 @@ class ProviderConfig(BaseModel):
     api_key: Optional[str] = Field(None, alias="apiKey", repr=False)
     base_url: Optional[str] = Field(None, alias="baseUrl")
     base_urls: Optional[list[str]] = Field(None, alias="baseUrls", min_length=1)
+    deployments: Optional[list[Deployment]] = Field(None, min_length=1)
+    strategy: Literal["least-outstanding", "latency-weighted", "simple-shuffle"] = \
+        "least-outstanding"
     models: dict[str, str] = Field(default_factory=dict)
     timeout: int = Field(60_000, ge=1, le=3_600_000, description="Milliseconds (as the seed).")
     max_retries: int = Field(2, alias="maxRetries", ge=0, le=10)
@@ -91,7 +126,7 @@ class ProviderConfig(BaseModel):
     retry_delay: Optional[int] = Field(None, alias="retryDelay", ge=0, le=60_000)
     organization: Optional[str] = None
     preferences: Optional[dict[str, Any]] = None
-    rate_limit: Optional[dict[str, Any]] = Field(None, alias="rateLimit")
+    rate_limit: Optional[RateLimit] = Field(None, alias="rateLimit")
     num_predict: Optional[int] = Field(None, alias="numPredict", ge=1, le=1_000_000)
     gpu_layers: Optional[int] = Field(None, alias="gpuLayers")
     context_window: Optional[int] = Field(None, alias="contextWindow")
@@ -129,8 +164,16 @@ class ProviderConfig(BaseModel):
             defaults["temperature"] = self.temperature
         return defaults
 
+    def marked_local(self) -> list[bool]:
+        """Whether each URL (deployment) is marked local: its own `local`, else the entry's."""
+        if not self.deployments:
+            return [self.local] * len(self.base_urls or [self.base_url])
+        return [self.local if d.local is None else d.local for d in self.deployments]
+
     def urls(self, kind: str) -> list[str]:
-        """The base URLs to send to, in order."""
+        """The base URLs to send to, in order (every deployment's)."""
+        if self.deployments:
+            return [deployment.base_url for deployment in self.deployments]
         if self.base_urls:
             return list(self.base_urls)
         if self.base_url:
@@ -206,6 +249,9 @@ class RouterConfig(BaseModel):
     privacy: Privacy = "normal"
     local_only: bool = Field(False, alias="localOnly")
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # Addresses besides loopback where a `local` provider or deployment may be (private
+    # requests may go there): IPs, networks (10.0.0.0/8) or host names. The user's file only.
+    trusted_hosts: list[str] = Field(default_factory=list, alias="trustedHosts")
     # agentic-flow's; accepted, not used yet (config_compat.unused_keys).
     tool_calling: Optional[dict[str, Any]] = Field(None, alias="toolCalling")
     monitoring: Optional[dict[str, Any]] = None
@@ -215,8 +261,10 @@ class RouterConfig(BaseModel):
     def _check_references(self, info: ValidationInfo) -> RouterConfig:
         if info.context and info.context.get("partial"):
             return self  # a project file alone: it may name providers of the user's file
+        for index, host in enumerate(self.trusted_hosts):
+            _check_trusted_host(host, f"trustedHosts[{index}]")
         for name, entry in self.providers.items():
-            _check_provider(name, entry)
+            _check_provider(name, entry, self.trusted_hosts)
         known = set(self.providers) | {"onnx"}
         _check_known(self.default_provider, known, "defaultProvider")
         for index, name in enumerate(self.fallback_chain):
@@ -254,7 +302,20 @@ def provider_kind(name: str, entry: ProviderConfig | None) -> str:
     return kind_for(name, entry.type if entry is not None else None)
 
 
-def _check_provider(name: str, entry: ProviderConfig) -> None:
+def _check_trusted_host(host: str, path: str) -> None:
+    from ipaddress import ip_network
+
+    try:
+        ip_network(host.strip("[]"), strict=False)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
+        raise ValueError(f"{path}: expected an IP address, a network (10.0.0.0/8) or a host "
+                         f"name, got {host!r}")
+
+
+def _check_provider(name: str, entry: ProviderConfig, trusted_hosts: list[str]) -> None:
     kind = provider_kind(name, entry)
     if entry.type is None and name not in provider_kinds():
         raise ValueError(f"providers.{name}.type: expected one of {', '.join(provider_kinds())} "
@@ -263,12 +324,20 @@ def _check_provider(name: str, entry: ProviderConfig) -> None:
     if flags.needs_base_url and not entry.urls(kind):
         raise ValueError(f"providers.{name}.baseUrl: an openai-compatible provider needs "
                          "baseUrl or baseUrls")
-    if entry.local and not flags.can_be_marked_local:
+    if any(entry.marked_local()) and not flags.can_be_marked_local:
         raise ValueError(f"providers.{name}.local: only openai-compatible providers can be "
                          "marked local")
-    if entry.local and not all(is_loopback_url(url) for url in entry.urls(kind)):
-        raise ValueError(f"providers.{name}.local: every base URL of a local provider must be "
-                         "on a loopback address (127.0.0.1, ::1, localhost)")
+    if entry.deployments and entry.base_urls:
+        raise ValueError(f"providers.{name}.deployments: give deployments or baseUrls, not both")
+    if entry.deployments and not flags.can_be_marked_local:
+        raise ValueError(f"providers.{name}.deployments: only openai-compatible providers "
+                         "take deployments")
+    for index, (url, local) in enumerate(zip(entry.urls(kind), entry.marked_local())):
+        if local and not is_trusted_url(url, trusted_hosts):
+            where = f"deployments[{index}].local" if entry.deployments else "local"
+            raise ValueError(f"providers.{name}.{where}: a local endpoint must be on a loopback "
+                             "address (127.0.0.1, ::1, localhost) or a host in trustedHosts, "
+                             f"not {url}")
 
 
 def _check_known(name: str, known: set[str], path: str) -> None:
@@ -328,7 +397,8 @@ def substitute_config(raw: Any, where: str, environ: Mapping[str, str] | None = 
     result = substitute(raw, environ)
     for json_path, variable in result.unset:
         # An unset key (or agentic-flow's organization) only matters when that provider is used.
-        if not re.fullmatch(r"providers\.[^.]+\.(apiKey|organization)", json_path):
+        if not re.fullmatch(r"providers\.[^.]+\.((deployments\[\d+\]\.)?apiKey|organization)",
+                            json_path):
             raise ConfigError(
                 f"Invalid config {where} at {json_path}: ${{{variable}}} is not set.",
                 unset_hint or f"Set {variable}, or write ${{{variable}:-default}} in the file.")

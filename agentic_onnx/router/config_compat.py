@@ -9,7 +9,7 @@ agentic-flow users drop their file in. Two things make that work:
   endpoint, its key from `GEMINI_API_KEY`. An entry with `modelPath` and no type is an onnx
   model. A project file's entry is never made local here: only the user's own file can say
   where private requests may go (project_config.py decides that).
-- **Keys accepted and not used yet** (`rateLimit`, `monitoring`, ...): listed once, in
+- **Keys accepted and not used yet** (`gpuLayers`, `monitoring`, ...): listed once, in
   one warning, so a run never fails on them and the user knows they do nothing.
 """
 
@@ -123,10 +123,11 @@ def model_path_folder(model_path: str) -> str:
 # Keys accepted from agentic-flow's config and not acted on yet
 
 _TOP_LEVEL = (("toolCalling", "tool_calling"), ("monitoring", "monitoring"))
-_ROUTING = (("routing.performance", "performance"),)
+# routing.performance's keys router/deployments.py acts on; the others are listed.
+_PERFORMANCE_KEYS = ("circuitBreaker",)
 # routing.costOptimization's keys that router/spend_limits.py acts on; the others are listed.
-_COST_KEYS = ("enabled", "maxCostPerRequest", "budgetAlerts")
-_PROVIDER = (("rateLimit", "rate_limit"), ("gpuLayers", "gpu_layers"),
+_COST_KEYS = ("enabled", "maxCostPerRequest", "budgetAlerts", "budgetLimits")
+_PROVIDER = (("gpuLayers", "gpu_layers"),
              ("contextWindow", "context_window"), ("localInference", "local_inference"))
 # Keys some kinds act on (their class's `entry_keys`), unused by the others when present.
 _KIND_KEYS = (("organization", lambda entry: bool(entry.organization)),
@@ -145,7 +146,10 @@ def unused_keys(config: Any) -> list[str]:
     if cost is not None:
         found += [f"routing.costOptimization.{key}" for key in (cost if isinstance(cost, dict)
                                                                 else {}) if key not in _COST_KEYS]
-    found += [key for key, field in _ROUTING if getattr(config.routing, field) is not None]
+    performance = config.routing.performance
+    if isinstance(performance, dict):
+        found += [f"routing.performance.{key}" for key in performance
+                  if key not in _PERFORMANCE_KEYS]
     found += [key for key, field in _TOP_LEVEL if getattr(config, field) is not None]
     return list(dict.fromkeys(found))
 

@@ -1,7 +1,7 @@
 """Which config values are secrets, registered for `secrets.redact` as the config is loaded.
 
-Secret-bearing places: a provider's `apiKey`, every value of its `headers`, and the
-credentials of its URLs (userinfo, query values). A `${VAR}` substituted into a URL is a
+Secret-bearing places: a provider's (and each deployment's) `apiKey`, every value of its
+`headers`, and the credentials of its URLs (userinfo, query values). A `${VAR}` substituted into a URL is a
 secret too, unless it only names the host and port (`http://${VLLM_HOST}/v1`).
 """
 
@@ -31,17 +31,23 @@ def register_config_secrets(loaded: Any) -> None:
         register_secret(loaded.api_key(name))
         for value in entry.headers.values():
             register_secret(value)
+        for deployment in entry.deployments or ():
+            register_secret(deployment.api_key)
+            for value in (deployment.headers or {}).values():
+                register_secret(value)
         for url in entry.urls(loaded.config.kind_of(name)):
             for secret in url_secrets(url):
                 register_secret(secret)
 
 
 def _is_secret_place(json_path: str) -> bool:
-    return bool(re.fullmatch(r"providers\.[^.]+\.(apiKey|headers\..+)", json_path))
+    return bool(re.fullmatch(r"providers\.[^.]+\.(deployments\[\d+\]\.)?(apiKey|headers\..+)",
+                             json_path))
 
 
 def _is_url_place(json_path: str) -> bool:
-    return bool(re.fullmatch(r"providers\.[^.]+\.(baseUrl|baseUrls\[\d+\])", json_path))
+    return bool(re.fullmatch(
+        r"providers\.[^.]+\.(baseUrl|baseUrls\[\d+\]|deployments\[\d+\]\.baseUrl)", json_path))
 
 
 def _register_url_part(data: dict[str, Any], json_path: str, value: str) -> None:

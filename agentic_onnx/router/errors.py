@@ -59,5 +59,25 @@ class PrivacyError(AgenticError):
     http_status = 403  # refused by policy: sending it elsewhere is not allowed
 
 
+class BudgetExceededError(AgenticError):
+    """A cloud-only route once the usage log's cloud spend has reached a budget limit
+    (routing.costOptimization.budgetLimits): refused before anything is sent. Exit 4, as a
+    private request no local provider could answer: no allowed provider is left to ask."""
+
+    exit_code = ExitCode.PROVIDER_ERROR
+    http_status = 402  # Payment Required: what a metered API answers once the money is spent
+    api_code = "budget_exceeded"
+
+    def __init__(self, period: str, when: str, spent_usd: float, limit_usd: float) -> None:
+        super().__init__(
+            f"Refused: ${spent_usd:.2f} spent on cloud providers {when}, at or over the "
+            f"{period} budget limit of ${limit_usd:g}, and no local provider is in the route.",
+            f"Raise routing.costOptimization.budgetLimits.{period} in the config, or use a "
+            "local provider (--provider onnx, --local-only).")
+        self.period, self.spent_usd, self.limit_usd = period, spent_usd, limit_usd
+        self.details["budget"] = {"period": period, "spent_usd": round(spent_usd, 6),
+                                  "limit_usd": limit_usd}
+
+
 class AllProvidersFailedError(ProviderError):
     """Every provider in the route failed; the message lists each one's outcome."""

@@ -27,6 +27,7 @@ from agentic_onnx.router.costs import ModelPrice, cost_usd, lookup_price
 from agentic_onnx.router.fallback import Attempt, FallbackExecutor, RetryPolicy
 from agentic_onnx.router.provider_kinds import price_kind
 from agentic_onnx.router.providers import Provider, build_provider
+from agentic_onnx.router.rate_limits import ProviderLimits
 from agentic_onnx.router.rules import Candidate, Decision, RouteContext, RouteFlags, decide
 from agentic_onnx.router.secrets import redact
 
@@ -42,6 +43,7 @@ class RoutedRun:
     attempts: list[Attempt] = field(default_factory=list)
     config_path: Path | None = None
     service: str | None = None  # the resident service's URL, when it answered (router/service.py)
+    deployment: str | None = None  # the endpoint that answered (router/deployments.py)
     cached: bool = False  # answered from the response cache (router/response_cache.py)
 
     def route_json(self) -> dict[str, Any]:
@@ -50,7 +52,8 @@ class RoutedRun:
     def to_json(self) -> dict[str, Any]:
         """The `run --json` object: the Response's fields plus `route` and `attempts`."""
         base = self.response.to_json() if self.response is not None else {}
-        return {**base, "service": self.service, "cached": self.cached, **self.failure_json()}
+        return {**base, "service": self.service, "deployment": self.deployment,
+                "cached": self.cached, **self.failure_json()}
 
     def failure_json(self) -> dict[str, Any]:
         """What a failed request's `--json` error object carries beside `error`."""
@@ -80,6 +83,7 @@ def route_and_stream(
     config_path: str | None = None,
     execution_provider: str = "auto",
     threads: int | None = None,
+    device_id: int | None = None,
     dry_run: bool = False,
     log_prompts: bool = False,
     resolve_local: Callable[[str], Any] | None = None,
@@ -115,8 +119,9 @@ def route_and_stream(
             providers[name] = local_provider(name)
         else:
             providers[name] = build_provider(loaded, name, execution_provider=execution_provider,
-                                             threads=threads, resolve=resolve_local,
-                                             use_service=use_service)
+                                             threads=threads, device_id=device_id,
+                                             resolve=resolve_local,
+                                             use_service=use_service, private=decision.private)
         return providers[name]
 
     executor = FallbackExecutor(
@@ -126,7 +131,7 @@ def route_and_stream(
         private=decision.private, policy=RetryPolicy.from_config(loaded.config.retry),
         policy_for=lambda name: retry_policy(loaded, name),
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
-        sleep=sleep, notice=notice)
+        sleep=sleep, notice=notice, limits=ProviderLimits(loaded.config, sleep=sleep))
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
     log = _UsageLogger(loaded, decision, command, request.task_text if log_prompts else None,
                        notice)
@@ -157,6 +162,12 @@ def route_and_stream(
     response.events = log.wrap(executor, response, provider_for, run, request)
     run.response = response
     return run
+
+
+def answered_locally(provider: Provider) -> bool:
+    """Whether the request was answered on this machine (or a trusted host): the deployment's
+    flag when the provider balances deployments, else the provider's."""
+    return provider.deployment.local if provider.deployment is not None else provider.local
 
 
 def _route_context(loaded: LoadedConfig, flags: RouteFlags,
@@ -223,11 +234,21 @@ def _describe(response: Response, provider: Provider, candidate: Candidate,
 
 def _apply_spend_limits(loaded: LoadedConfig, decision: Decision, request: ChatRequest,
                         options: GenerationOptions, notice: Notice) -> None:
-    """routing.costOptimization (router/spend_limits.py): candidates over maxCostPerRequest
-    leave the route; reached budget alerts are a warning (once per process)."""
-    from agentic_onnx.router.spend_limits import budget_warnings, max_cost_per_request, within_cost_limit
+    """routing.costOptimization (router/spend_limits.py): a reached budget limit drops the cloud
+    candidates, then those over maxCostPerRequest leave the route; reached budget alerts are a
+    warning (once per process)."""
+    from agentic_onnx.router.spend_limits import (
+        budget_warnings,
+        max_cost_per_request,
+        narrow_route,
+        within_budget_limits,
+        within_cost_limit,
+    )
 
     config = loaded.config
+    spent = _cloud_spend(notice)
+    if decision.candidates:
+        narrow_route(decision, within_budget_limits(decision.candidates, config, spent, notice))
     limit = max_cost_per_request(config)
     if limit is not None and decision.candidates:
         def worst_case(candidate: Candidate, prompt_tokens: int) -> float | None:
@@ -242,12 +263,10 @@ def _apply_spend_limits(loaded: LoadedConfig, decision: Decision, request: ChatR
             max_tokens = _provider_defaults(options, loaded, candidate.provider).max_tokens
             return None if price is None else price.cost(prompt_tokens, max_tokens)
 
-        kept = within_cost_limit(decision.candidates, request, limit, worst_case, notice)
-        if kept[0] is not decision.candidates[0]:
-            decision.provider, decision.model = kept[0].provider, kept[0].model
-        decision.candidates = kept
+        narrow_route(decision, within_cost_limit(decision.candidates, request, limit, worst_case,
+                                                 notice))
     if any(not candidate.local for candidate in decision.candidates):
-        for warning in budget_warnings(config, _cloud_spend(notice)):
+        for warning in budget_warnings(config, spent):
             if warning not in _WARNED:
                 _WARNED.add(warning)
                 notice(warning)
@@ -257,14 +276,21 @@ _WARNED: set[str] = set()  # budget warnings already given in this process
 
 
 def _cloud_spend(notice: Notice) -> Callable[[Any], float]:
-    def spent(since: Any) -> float:
-        from agentic_onnx.router.usage import UsageLogError, rows
+    """The usage log's cloud spend since a time, read once per time for this request; an
+    unreadable log counts as no spend, its one-line error given once as a notice."""
+    known: dict[Any, float] = {}
 
-        try:
-            return sum(row["cost_usd"] or 0.0 for row in rows(since) if not row["local"])
-        except UsageLogError as error:
-            notice(error.one_line())
-            return 0.0
+    def spent(since: Any) -> float:
+        from agentic_onnx.router.usage import UsageLogError, cloud_spend_usd
+
+        if since not in known:
+            try:
+                known[since] = cloud_spend_usd(since)
+            except UsageLogError as error:
+                if "unreadable" not in known:
+                    notice(error.one_line())
+                known[since] = known["unreadable"] = 0.0
+        return known[since]
     return spent
 
 
@@ -295,6 +321,7 @@ class _UsageLogger:
 
     cache: Any = None  # router.response_cache.ResponseCache, when the config turns it on
     cache_key: str | None = None
+    local: bool | None = None  # whether what answered runs locally (its deployment's flag)
 
     def __init__(self, loaded: LoadedConfig, decision: Decision, command: str,
                  prompt: str | None, notice: Notice) -> None:
@@ -320,8 +347,14 @@ class _UsageLogger:
              request: ChatRequest) -> Iterator[StreamEvent]:
         outcome, error_text = "error", None
         try:
-            yield from executor.stream()
-            response.cost_usd = self._cost(response, provider_for(response.provider))  # type: ignore[assignment]
+            for event in executor.stream():
+                if run.deployment is None:  # known once the answer streams (a gateway's header)
+                    self._answered_by(provider_for(response.provider), response, run)
+                yield event
+            provider = provider_for(response.provider)
+            self._answered_by(provider, response, run)
+            self.local = answered_locally(provider)
+            response.cost_usd = self._cost(response, provider)  # type: ignore[assignment]
             invalid = request.answer_error(response)
             if invalid is not None:  # the tokens were spent: priced and counted, then reported
                 outcome, error_text = "invalid", invalid.one_line()
@@ -340,12 +373,19 @@ class _UsageLogger:
         finally:
             self._write(response, outcome, error_text, executor.attempts)
 
+    @staticmethod
+    def _answered_by(provider: Provider, response: Response, run: RoutedRun) -> None:
+        """The deployment that answered, and the model name it goes by there."""
+        if provider.deployment is not None:
+            run.deployment = provider.deployment.label
+            response.model = provider.deployment.model or response.model
+
     def _cost(self, response: Response, provider: Provider) -> float | None:
         reported = getattr(provider, "reported_cost_usd", None)
-        if reported is not None and not provider.local:
+        local = answered_locally(provider)
+        if reported is not None and not local:
             return round(reported, 6)
-        return cost_usd(self._price(response.provider, response.model, provider.local),
-                        response.usage)
+        return cost_usd(self._price(response.provider, response.model, local), response.usage)
 
     def _price(self, name: str, model: str, local: bool) -> ModelPrice | None:
         entry = self.loaded.config.entry(name)
@@ -366,7 +406,8 @@ class _UsageLogger:
                 command=self.command, provider=provider,
                 model=response.model if response else self.decision.model,
                 rule=self.decision.rule, private=self.decision.private,
-                local=is_local(self.loaded.config, provider),
+                local=self.local if self.local is not None
+                else is_local(self.loaded.config, provider),
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
                 cost_usd=response.cost_usd if response and outcome in ("ok", "invalid") else None,

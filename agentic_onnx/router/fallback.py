@@ -5,6 +5,8 @@ For each candidate in order:
   independent check after the rules' filter: if a bug ever put a cloud provider among a private
   request's candidates, it is refused here before anything is sent);
 - `prepare` it (key present, local model loaded), then stream;
+- `rateLimit` (router/rate_limits.py): a candidate at its limit waits up to `maxWaitMs`, else
+  the route moves on (when every candidate is at its limit, the soonest one's RateLimitedError);
 - on a retryable error before any output (timeouts, connection errors, 429, 5xx, 529): wait
   min(maxDelay, base * 2^n) plus up to 50% jitter, or the server's `retry-after` when it is within
   `maxRetryAfterMs` (a longer one moves on at once; one that is unparseable, negative, past or
@@ -29,7 +31,7 @@ from typing import Any
 
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.errors import AgenticError
-from agentic_onnx.core.generation.events import StreamEvent, TextDelta, ToolCallDelta
+from agentic_onnx.core.generation.events import StreamEvent, TextDelta, ToolCallDelta, Usage
 from agentic_onnx.router.config import RetryConfig
 from agentic_onnx.router.errors import (
     AllProvidersFailedError,
@@ -39,6 +41,7 @@ from agentic_onnx.router.errors import (
     StreamInterruptedError,
 )
 from agentic_onnx.router.providers.base import Provider
+from agentic_onnx.router.rate_limits import RateLimitedError
 from agentic_onnx.router.rules import Candidate
 from agentic_onnx.router.secrets import redact
 
@@ -100,6 +103,7 @@ class FallbackExecutor:
     sleep: Callable[[float], None] = time.sleep
     notice: Callable[[str], None] = lambda message: None
     on_start: Callable[[Provider, Candidate], None] = lambda provider, candidate: None
+    limits: Any = None  # router.rate_limits.ProviderLimits: rateLimit, checked before sending
     attempts: list[Attempt] = field(default_factory=list)
     _next: int = 0
     _prepared: Provider | None = None
@@ -168,11 +172,18 @@ class FallbackExecutor:
             attempt.tries = max(attempt.tries, retry + 1)
             try:
                 provider.prepare(request)
+                if self.limits is not None:
+                    self.limits.admit(candidate.provider, request.model)
                 self.on_start(provider, candidate)
+                tokens = 0
                 for event in provider.stream(request):
                     if isinstance(event, (TextDelta, ToolCallDelta)):
                         output_sent[0] = True
+                    elif isinstance(event, Usage):
+                        tokens = event.prompt_tokens + event.completion_tokens
                     yield event
+                if self.limits is not None:
+                    self.limits.spent(candidate.provider, request.model, tokens)
                 return
             except ProviderError as error:
                 if output_sent[0] or not error.retryable or retry == max_retries:
@@ -224,6 +235,9 @@ class FallbackExecutor:
     def _final_error(self) -> AgenticError:
         if len(self._errors) == 1:
             return self._errors[0]
+        if self._errors and all(isinstance(error, RateLimitedError) for error in self._errors):
+            # every candidate is at its limit: the client hears when the first has room
+            return min(self._errors, key=lambda error: getattr(error, "retry_after_s", 0) or 0)
         summary = "; ".join(f"{a.provider}: {a.error}" for a in self.attempts if a.error)
         if self.private:
             return PrivacyError(

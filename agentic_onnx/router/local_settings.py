@@ -2,7 +2,7 @@
 command. A command line's `-e`/`--threads` win; otherwise the config's local provider entry
 (agentic-flow's `executionProviders`, `threads`) decides, as it does for `run`'s onnx provider.
 `chat`, `serve` and `onnx test|benchmark` read it here, so one config gives every command the
-same EP and threads.
+same EP and threads. `--device-id` (the GPU) comes from the command line only.
 """
 
 from __future__ import annotations
@@ -13,24 +13,25 @@ from typing import Any
 
 Notice = Callable[[str], None]
 
-
 @dataclass(frozen=True)
 class LocalSettings:
     execution_provider: str = "auto"
     threads: int | None = None  # None: core.machine.hardware's default for this machine
+    device_id: int | None = None  # the GPU (--device-id); None: the EP's default
 
     @classmethod
     def from_entry(cls, entry: Any, execution_provider: str = "auto",
-                   threads: int | None = None) -> LocalSettings:
+                   threads: int | None = None, device_id: int | None = None) -> LocalSettings:
         """The flags, else a provider entry's `executionProviders` and `threads`."""
         if execution_provider == "auto" and entry.execution_providers:
             execution_provider = first_available_ep(entry.execution_providers)
-        return cls(execution_provider, threads or entry.threads)
+        return cls(execution_provider, threads or entry.threads, device_id)
 
 
 def local_settings(execution_provider: str = "auto", threads: int | None = None,
                    config_path: str | None = None,
-                   on_notice: Notice | None = None) -> LocalSettings:
+                   on_notice: Notice | None = None,
+                   device_id: int | None = None) -> LocalSettings:
     """The settings for a command that loads a local model itself. The config's local entry is
     the one named `onnx`, else the first entry of a local model kind. The config's warnings (an
     untrusted project file, ...) go to `on_notice`, once per process."""
@@ -44,7 +45,7 @@ def local_settings(execution_provider: str = "auto", threads: int | None = None,
     local = [name for name in config.provider_names()
              if config.provider_class(name).catalog_models]
     name = "onnx" if "onnx" in local else (local[0] if local else "onnx")
-    return LocalSettings.from_entry(config.entry(name), execution_provider, threads)
+    return LocalSettings.from_entry(config.entry(name), execution_provider, threads, device_id)
 
 
 def first_available_ep(names: list[str]) -> str:

@@ -9,8 +9,9 @@ Trusting a file lets it shape routing for its project, never weaken the user:
   project gives a provider URLs the user's file does not (or, for a provider only it names,
   other than the vendor's own), that provider gets no key from the environment or the user's
   file, and no header from the user's file; only a literal `apiKey` in the project file;
-- a project file cannot mark a provider `local` (private requests may go there) that the
-  user's file does not already mark local at the same URLs.
+- a project file cannot mark a provider or a deployment `local` (private requests may go there)
+  that the user's file does not already mark local at the same URLs; nor add `trustedHosts`
+  (a top-level key the project does not set).
 
 Both inputs are substituted JSON data; the project's was substituted without the environment.
 """
@@ -48,6 +49,9 @@ def layer_project(base: dict[str, Any], project: dict[str, Any], where: str,
         data["privacy"] = "high"
     if base.get("localOnly") or project.get("localOnly"):
         data["localOnly"] = True
+    if project.get("trustedHosts"):
+        layered.warnings.append(f"{where} sets trustedHosts; ignored: only your own config can "
+                                "say where private requests may go.")
     data["routing"] = _routing(base.get("routing") or {}, project.get("routing") or {})
     providers = dict(base.get("providers") or {})
     entries = _ProviderUrls(default_urls, provider_types, keyed_types)
@@ -71,6 +75,9 @@ class _ProviderUrls:
 
     def of(self, name: str, entry: dict[str, Any]) -> list[str]:
         """The URLs requests to this entry go to (its own, else its type's vendor URL)."""
+        if entry.get("deployments"):
+            return [d.get("baseUrl") if isinstance(d, dict) else None
+                    for d in entry["deployments"]]
         if entry.get("baseUrls"):
             return list(entry["baseUrls"])
         if entry.get("baseUrl"):
@@ -115,4 +122,33 @@ def _entry(name: str, base: dict[str, Any] | None, project: dict[str, Any],
             f"{where} marks providers.{name} local; ignored: only your own config can send "
             "private requests to a provider.")
     merged["local"] = user_local and project.get("local", True) is not False
+    if isinstance(project.get("deployments"), list):
+        merged["deployments"] = _project_deployments(name, project["deployments"],
+                                                     _local_urls(name, base, urls), where,
+                                                     layered)
     return merged
+
+
+def _local_urls(name: str, base: dict[str, Any] | None, urls: _ProviderUrls) -> set[str]:
+    """The URLs the user's own file marks local for provider `name`."""
+    if not base:
+        return set()
+    if isinstance(base.get("deployments"), list):
+        return {d.get("baseUrl") for d in base["deployments"] if isinstance(d, dict)
+                and (d.get("local") if d.get("local") is not None else base.get("local"))}
+    return set(urls.of(name, base)) if base.get("local") else set()
+
+
+def _project_deployments(name: str, deployments: list[Any], user_local: set[str], where: str,
+                         layered: Layered) -> list[Any]:
+    """A project's deployments, each local only where the user's file marks that URL local."""
+    result = []
+    for index, deployment in enumerate(deployments):
+        if isinstance(deployment, dict) and deployment.get("baseUrl") not in user_local:
+            if deployment.get("local"):
+                layered.warnings.append(
+                    f"{where} marks providers.{name}.deployments[{index}] local; ignored: only "
+                    "your own config can send private requests to a provider.")
+            deployment = {**deployment, "local": False}
+        result.append(deployment)
+    return result

@@ -12,7 +12,8 @@ asked for. No imports of our own at run time, so every router module may use thi
 from __future__ import annotations
 
 from importlib import import_module
-from ipaddress import ip_address
+from collections.abc import Sequence
+from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -73,6 +74,32 @@ def price_kind(kind: str) -> str:
 def is_loopback_url(url: str) -> bool:
     """True for http(s) URLs on 127.0.0.0/8, ::1 or `localhost`."""
     return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_trusted_url(url: str, trusted_hosts: Sequence[str] = ()) -> bool:
+    """True for a loopback URL, or one whose host is in `trusted_hosts` (the config's
+    `trustedHosts`: IP addresses, networks such as 10.0.0.0/8, or exact host names)."""
+    try:
+        host = (urlsplit(url).hostname or "").strip("[]").lower()
+    except ValueError:
+        return False
+    if is_loopback_host(host):
+        return True
+    try:
+        address = ip_address(host)
+    except ValueError:
+        address = None
+    for trusted in trusted_hosts:
+        trusted = trusted.strip("[]").lower()
+        try:
+            network = ip_network(trusted, strict=False)
+        except ValueError:  # a host name: the URL must name exactly it
+            if host and host == trusted.rstrip("."):
+                return True
+            continue
+        if address is not None and address in network:
+            return True
+    return False
 
 
 def is_loopback_host(host: str) -> bool:

@@ -100,10 +100,11 @@ class RouteContext:
 
 
 def is_local(config: RouterConfig, name: str) -> bool:
-    """A kind that runs on this machine (onnx) always; one an entry may mark local (openai) only
-    when marked (config checks that every URL is loopback)."""
+    """A kind that runs on this machine (onnx) always; one an entry may mark local (openai) when
+    it, or one of its deployments, is marked (config checks those URLs are loopback or trusted):
+    a private request then goes to the local deployments only (router/deployments.py)."""
     flags = config.provider_class(name)
-    return flags.local or (flags.can_be_marked_local and config.entry(name).local)
+    return flags.local or (flags.can_be_marked_local and any(config.entry(name).marked_local()))
 
 
 def model_for(config: RouterConfig, name: str, requested: str | None) -> str | None:

@@ -162,6 +162,12 @@ def rows(since: datetime | None = None, path: Path | None = None) -> list[sqlite
                                   (since.isoformat(timespec="milliseconds"),)).fetchall()
 
 
+def cloud_spend_usd(since: datetime, path: Path | None = None) -> float:
+    """What cloud requests (rows not local) since `since` cost, as logged: the spend that
+    routing.costOptimization's budgets count (router/spend_limits.py). Unknown costs count 0."""
+    return sum(row["cost_usd"] or 0.0 for row in rows(since, path) if not row["local"])
+
+
 def median_latency_by_provider(days: int = 7, path: Path | None = None,
                                warn: Callable[[str], None] | None = None) -> dict[str, float]:
     """Median latency (ms) of each provider's successful requests in the last `days` days. A log

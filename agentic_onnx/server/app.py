@@ -37,7 +37,14 @@ async def health(request: Request) -> Response:
     if not pool.ready:
         body = {"status": "loading", "models": pool.status()} if detailed else {"status": "loading"}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ok", "models": pool.status()} if detailed else {"status": "ok"})
+    if not detailed:
+        return JSONResponse({"status": "ok"})
+    body: dict[str, Any] = {"status": "ok", "models": pool.status()}
+    if request.app.state.route is not None:  # serve --route: the deployments' health
+        from agentic_onnx.router import deployments
+
+        body["deployments"] = deployments.DEPLOYMENTS.snapshot()
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -35,8 +35,8 @@ class ApiError(Exception):
         self.retry_after_s, self.code = retry_after_s, code
 
 
-KINDS = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
-         422: "invalid_request_error", 503: "overloaded_error"}
+KINDS = {400: "invalid_request_error", 402: "billing_error", 403: "permission_error",
+         404: "not_found_error", 422: "invalid_request_error", 503: "overloaded_error"}
 
 
 def api_error(error: AgenticError) -> ApiError:
@@ -414,9 +414,11 @@ class EventStream(StreamingResponse):
 
 
 def answered_by(job: Any) -> dict[str, str]:
-    """The headers that say who answered: the provider and the model (and whether the answer
-    came from the response cache, router/response_cache.py)."""
+    """The headers that say who answered: the provider, the model, the deployment (a balanced
+    provider's endpoint) and whether the answer came from the response cache."""
     headers = {"x-agentic-provider": job.provider, "x-agentic-model": job.model_name}
+    if getattr(job, "deployment", None):
+        headers["x-agentic-deployment"] = job.deployment
     if getattr(job, "cached", False):
         headers["x-agentic-cache"] = "hit"
     return headers

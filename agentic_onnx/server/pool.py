@@ -41,6 +41,7 @@ from agentic_onnx.core.errors import (
 )
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response
+from agentic_onnx.server.replicas import ModelReplicas, replicas_of, worker_rows
 
 
 _server_log = logging.getLogger("uvicorn.error")
@@ -119,6 +120,7 @@ class ModelWorker:
         self.model_id = model_id
         self.model = model
         self.max_queue = max_queue
+        _bind_device(model)  # the KV-cache probe below makes a generator on the model's GPU
         self.local = LocalGeneration(model, slots=kv_slots, kv_budget_bytes=kv_budget_bytes)
         self.last_used = time.monotonic()  # the end of its last request (or its load)
         self.pending = 0  # requests being admitted (pool.pin): not yet queued, not unloadable
@@ -160,7 +162,26 @@ class ModelWorker:
         with self._lock:
             return {"id": self.model_id, "running": self._running,
                     "waiting": self._admitted - self._running, "max_queue": self.max_queue,
-                    "cancelled": self._cancelled, "kv_cache": self.local.kv_usage()}
+                    "cancelled": self._cancelled, "kv_cache": self.local.kv_usage(),
+                    "device_id": getattr(self.model, "device_id", None)}
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running or queued (what server.replicas balances on)."""
+        with self._lock:
+            return self._admitted
+
+    def hold(self) -> Callable[[], None]:
+        """Keep this worker loaded while a request is being admitted (pool.pin): keep-alive and
+        the memory budget pass over it until the release is called."""
+        with self._lock:
+            self.pending += 1
+
+        def release() -> None:
+            with self._lock:
+                self.pending -= 1
+
+        return release
 
     @property
     def busy(self) -> bool:
@@ -179,6 +200,7 @@ class ModelWorker:
         return min(60, max(1, math.ceil(self._last_duration_s * waiting)))
 
     def _serve(self) -> None:
+        _bind_device(self.model)  # this thread generates on the model's GPU
         while (job := self._jobs.get()) is not None:
             with self._lock:
                 if job.state != WAITING:
@@ -284,21 +306,25 @@ class ModelPool:
     def __init__(self, specs: Sequence[ModelSpec], execution_provider: str = "auto",
                  threads: int | None = None, max_queue: int = 16, kv_slots: int | None = None,
                  kv_cache_mb: float | None = None, keep_alive_s: float | None = None,
-                 memory_budget_bytes: int | None = None, on_demand: bool = False) -> None:
+                 memory_budget_bytes: int | None = None, on_demand: bool = False,
+                 device_ids: Sequence[int] = ()) -> None:
         """`kv_slots`: conversations kept per model (default core.generation.kv_budget's);
         `kv_cache_mb`: their KV caches' memory per model (default: half the memory available
         once the models are loaded, shared by the models). The service (`serve --service`):
         `on_demand` loads a model a request names; `keep_alive_s` unloads an idle model (None:
-        never); `memory_budget_bytes` bounds the loaded models' weights (server.residency)."""
+        never); `memory_budget_bytes` bounds the loaded models' weights (server.residency).
+        `device_ids`: the GPUs each model is loaded on; two or more: a copy per GPU, each with
+        its own worker (server.replicas), its KV-cache slots and its share of the budgets."""
         from agentic_onnx.core.generation.kv_budget import DEFAULT_KV_SLOTS
 
         self.specs = list(specs)
         self.execution_provider = execution_provider
         self.threads = threads
+        self.device_ids = tuple(device_ids)
         self.max_queue = max_queue
         self.kv_slots = kv_slots or DEFAULT_KV_SLOTS
         self.kv_cache_mb = kv_cache_mb
-        self.workers: dict[str, ModelWorker] = {}
+        self.workers: dict[str, ModelWorker | ModelReplicas] = {}  # per served model id
         self.error: AgenticError | None = None
         self.warnings: list[str] = []
         self.metrics: Any = None  # server.metrics.ServerMetrics, set by create_app(metrics_on=True)
@@ -317,21 +343,15 @@ class ModelPool:
 
     def load(self) -> None:
         """Load every model (blocking; `serve` runs it on a thread)."""
-        from agentic_onnx.core.generation.engine import load_model
-
-        from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
-
         try:
             models = []
             for spec in self.specs:
-                models.append(load_model(spec.folder, self.execution_provider, self.threads))
-                self.warnings.extend(models[-1].warnings)
-            for spec, loaded in zip(self.specs, models):  # the budget, once all are loaded
-                budget = int(self.kv_cache_mb * MIB) if self.kv_cache_mb else \
-                    default_budget_bytes(loaded.execution_provider, len(models))
-                self.workers[spec.model_id] = ModelWorker(spec.model_id, loaded, self.max_queue,
-                                                          self.kv_slots, budget)
-                self._sizes[spec.model_id] = _weights(loaded)
+                models.append(self._load_copies(spec.folder))
+                self.warnings.extend(dict.fromkeys(warning for copy in models[-1]
+                                                   for warning in copy.warnings))
+            for spec, copies in zip(self.specs, models):  # the budget, once all are loaded
+                self.workers[spec.model_id] = self._worker(spec.model_id, copies, len(models))
+                self._sizes[spec.model_id] = _weights(copies[0]) * len(copies)
         except AgenticError as error:
             self.error = error
         finally:
@@ -339,13 +359,44 @@ class ModelPool:
         if self.keep_alive_s is not None or self.on_demand:
             threading.Thread(target=self._expire, name="keep-alive", daemon=True).start()
 
+    def _load_copies(self, folder: Any) -> list[Any]:
+        """The model loaded once per device id (once, on the EP's default GPU, without ids)."""
+        from agentic_onnx.core.generation.engine import load_model
+
+        first, *others = self.device_ids or (None,)
+        copies = [load_model(folder, self.execution_provider, self.threads, device_id=first)]
+        if others and copies[0].execution_provider != "cuda":
+            from agentic_onnx.core.errors import UsageError
+            from agentic_onnx.core.machine.execution_provider import EP_LABELS
+
+            raise UsageError(f"Several --device-id need CUDA; {folder.name} runs on "
+                             f"{EP_LABELS[copies[0].execution_provider]}.",
+                             "Pass one --device-id, or -e cuda "
+                             "(DirectML uses one GPU per process).")
+        # The other GPUs on the EP the first chose: a copy that fails to start is an error, never
+        # a silent CPU copy (`auto` falls back only for the first).
+        return [*copies, *(load_model(folder, copies[0].execution_provider, self.threads,
+                                      device_id=device_id) for device_id in others)]
+
+    def _worker(self, model_id: str, copies: list[Any], models: int) -> ModelWorker | ModelReplicas:
+        """A ModelWorker for one copy; for several, their ModelReplicas. Each copy's KV caches
+        get the budget of one model (`--kv-cache-mb`, else a share of its own GPU's memory)."""
+        from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
+
+        workers = [ModelWorker(model_id, loaded, self.max_queue, self.kv_slots,
+                               int(self.kv_cache_mb * MIB) if self.kv_cache_mb else
+                               default_budget_bytes(loaded.execution_provider, models,
+                                                    loaded.device_id))
+                   for loaded in copies]
+        return workers[0] if len(workers) == 1 else ModelReplicas(model_id, workers)
+
     # -- the service: models loaded on demand, kept alive, unloaded -------------------------
 
     def ensure_loaded(self, name: str | None, keep_alive_s: object = "default") -> dict[str, Any]:
         """The model `name` names (an id, alias, `onnx add` name or folder path), loaded now if
         it is not: what `/api/load` answers (its id, EP, load time; 0 when it was resident).
         Idle models are unloaded first when the new one would not fit the memory budget."""
-        from agentic_onnx.core.generation.engine import load_model, weights_size
+        from agentic_onnx.core.generation.engine import weights_size
         from agentic_onnx.core.models.resolve import resolve
         from agentic_onnx.server.residency import to_unload
 
@@ -365,16 +416,13 @@ class ModelPool:
                 return self._loaded_json(loaded_as, 0.0, [])
             if model_id in self.workers:  # the same name for another folder: an id of its own
                 model_id = f"{model_id}-{_path_digest(resolution.folder)}"
-            needed = weights_size(resolution.folder)
+            # Each copy (one per --device-id) holds its own weights.
+            needed = weights_size(resolution.folder) * max(len(self.device_ids), 1)
             for idle in to_unload(self._residents(), needed, self.memory_budget_bytes):
                 self.unload(idle)
-            loaded = load_model(resolution.folder, self.execution_provider, self.threads)
-            from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
-
-            budget = int(self.kv_cache_mb * MIB) if self.kv_cache_mb else \
-                default_budget_bytes(loaded.execution_provider, len(self.workers) + 1)
-            self.workers[model_id] = ModelWorker(model_id, loaded, self.max_queue,
-                                                 self.kv_slots, budget)
+            copies = self._load_copies(resolution.folder)
+            loaded = copies[0]
+            self.workers[model_id] = self._worker(model_id, copies, len(self.workers) + 1)
             self._sizes[model_id] = needed
             extra = (name,) if name and name != model_id else ()
             self.specs = [*self.specs, ModelSpec(model_id, resolution.folder,
@@ -397,14 +445,7 @@ class ModelPool:
             worker = self.worker_for(name)
         except (KeyError, ModelNotServedError):
             return None
-        with worker._lock:
-            worker.pending += 1
-
-        def release() -> None:
-            with worker._lock:
-                worker.pending -= 1
-
-        return release
+        return worker.hold()
 
     def unload(self, name: str) -> str:
         """Unload a model now (its queued requests are answered first); its id."""
@@ -417,7 +458,8 @@ class ModelPool:
             self._sizes.pop(spec.model_id, None)
             self._keep_alive.pop(spec.model_id, None)
             worker.stop()
-            forget_model(worker.model)
+            for replica in replicas_of(worker):
+                forget_model(replica.model)
             return spec.model_id
 
     def _set_keep_alive(self, model_id: str, keep_alive_s: object) -> None:
@@ -470,6 +512,7 @@ class ModelPool:
                 continue
             expires = resident.expires_at()
             listed.append({**worker.status(), "execution_provider": worker.model.execution_provider,
+                           "workers": worker_rows(worker),
                            "memory_bytes": resident.size_bytes,
                            "keep_alive_s": resident.keep_alive_s,
                            "unloads_in_s": None if expires is None or resident.busy
@@ -517,7 +560,7 @@ class ModelPool:
         adapter = self.adapter_for(name)
         return f"{spec.model_id}:{adapter}" if adapter else spec.model_id
 
-    def worker_for(self, name: str | None) -> ModelWorker:
+    def worker_for(self, name: str | None) -> ModelWorker | ModelReplicas:
         return self.workers[self.spec_for(name).model_id]
 
     def status(self) -> list[dict[str, Any]]:
@@ -565,8 +608,17 @@ def _path_digest(folder: Any) -> str:
     return hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]
 
 
-def _kv_bytes(worker: ModelWorker) -> int:
-    """The memory a worker's kept KV caches hold now (its slots), for the service's budget."""
+def _kv_bytes(worker: Any) -> int:
+    """The memory a worker's kept KV caches hold now (its slots; every copy's), for the
+    service's budget."""
     from agentic_onnx.core.generation.kv_budget import MIB
 
-    return int(float(worker.local.kv_usage().get("mb") or 0.0) * MIB)
+    return int(sum(float(replica.local.kv_usage().get("mb") or 0.0)
+                   for replica in replicas_of(worker)) * MIB)
+
+
+def _bind_device(model: Any) -> None:
+    """The calling thread generates on `model`'s GPU (core.generation.engine.LoadedModel)."""
+    bind = getattr(model, "bind_device", None)
+    if bind is not None:
+        bind()

@@ -12,7 +12,8 @@ The model name `auto` lets the router choose the model too. A private request (t
 answered only by local candidates, and a local candidate here is one of this server's own
 workers (`PoolProvider`): the router never loads another model into the server, and never sends
 a private request anywhere else. Answers say who answered: `x-agentic-provider` and
-`x-agentic-model` headers, and the body's `model`.
+`x-agentic-model` headers (and `x-agentic-deployment`, the endpoint, when the provider lists
+deployments: router/deployments.py), and the body's `model`.
 
 Each routed request runs the router on a thread of its own (the providers' HTTP clients are
 synchronous), bounded like a model's queue: more in flight than `max_in_flight` is a 503.
@@ -143,6 +144,7 @@ class RoutedJob:
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._response: Response | None = None
+        self._routed: Any = None  # router.execute.RoutedRun, once routed
         self.cached = False  # answered from the response cache
         gate.enter()
         threading.Thread(target=self._run, name="routed-request", daemon=True).start()
@@ -156,6 +158,11 @@ class RoutedJob:
         if self._response is not None and self._response.model:
             return self._response.model
         return self.request.model or ""
+
+    @property
+    def deployment(self) -> str | None:
+        """The endpoint that answered, when the provider balances deployments."""
+        return self._routed.deployment if self._routed is not None else None
 
     async def next_item(self) -> Any:
         return await self._items.get()
@@ -201,6 +208,7 @@ class RoutedJob:
             local_provider=lambda name: PoolProvider(name, self._pool, self._tenant))
         response = self._response = routed.response
         self.cached = routed.cached
+        self._routed = routed
         assert response is not None
         events = iter(response)
         try:

@@ -47,7 +47,8 @@ class GpuMemoryProbe:
     """GPU memory used by this process through NVML (the device's used memory if the driver
     hides per-process figures), sampled after loading and after each iteration."""
 
-    def __init__(self) -> None:
+    def __init__(self, device_id: int = 0) -> None:
+        """`device_id`: the CUDA device the model runs on (--device-id)."""
         self._peak: int | None = None
         self._handle: Any = None
         try:
@@ -55,7 +56,7 @@ class GpuMemoryProbe:
 
             pynvml.nvmlInit()
             self._nvml = pynvml
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(_first_visible_gpu())
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(_visible_gpu(device_id))
         except Exception:  # noqa: BLE001 - no NVML: GPU memory is simply not reported
             self._handle = None
 
@@ -84,6 +85,8 @@ class GpuMemoryProbe:
         return self._peak
 
 
-def _first_visible_gpu() -> int:
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    return int(first) if first.isdigit() else 0
+def _visible_gpu(device_id: int = 0) -> int:
+    """NVML's index of CUDA device `device_id`: CUDA_VISIBLE_DEVICES renumbers the GPUs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    chosen = visible[device_id].strip() if device_id < len(visible) else ""
+    return int(chosen) if chosen.isdigit() else device_id

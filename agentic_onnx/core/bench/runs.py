@@ -72,6 +72,7 @@ class BenchSettings:
     warmup: int = 1
     threads: int | None = None
     concurrency: tuple[int, ...] = (1,)  # requests started at once per iteration
+    device_id: int | None = None  # the GPU of a CUDA or DirectML run (--device-id)
 
     def tests(self) -> list[tuple[int, int, int]]:
         """(prompt tokens, generated tokens, concurrency) of every test, in report order."""
@@ -353,11 +354,13 @@ def _run_one(folder: Any, execution_provider: str, settings: BenchSettings, coun
     gc.collect()
     rss = PeakRss()
     counter.report(f"{folder.name} [{execution_provider}]", "load", None, advance=0)
-    loaded = load_model(folder, execution_provider, settings.threads)
+    # --device-id picks the GPU of the GPU runs; `-e cpu,cuda --device-id 1` still measures the CPU.
+    device_id = None if execution_provider == "cpu" else settings.device_id
+    loaded = load_model(folder, execution_provider, settings.threads, device_id=device_id)
     run = RunResult(model=folder.name, model_path=str(folder.path),
                     execution_provider=loaded.execution_provider, threads=loaded.threads,
                     load_s=loaded.load_s, peak_rss_scope=rss.scope, warnings=list(loaded.warnings))
-    gpu = GpuMemoryProbe() if loaded.execution_provider == "cuda" else None
+    gpu = GpuMemoryProbe(loaded.device_id or 0) if loaded.execution_provider == "cuda" else None
     if gpu:
         gpu.sample()
     counter.report(run.label, "load", None)
@@ -489,7 +492,7 @@ SMOKE_MAX_TOKENS = 32
 
 
 def smoke_test(model_spec: str | None, execution_provider: str = "auto",
-               threads: int | None = None) -> SmokeTestResult:
+               threads: int | None = None, device_id: int | None = None) -> SmokeTestResult:
     """Load the model and generate from a fixed chat prompt, exactly as `run` does."""
     from agentic_onnx.core.generation.engine import load_model
     from agentic_onnx.core.models.resolve import resolve_model
@@ -498,7 +501,7 @@ def smoke_test(model_spec: str | None, execution_provider: str = "auto",
     from agentic_onnx.core.generation.local import LocalGeneration
 
     folder = resolve_model(model_spec)
-    loaded = load_model(folder, execution_provider, threads)
+    loaded = load_model(folder, execution_provider, threads, device_id=device_id)
     response = Response(LocalGeneration(loaded, keep_prefix=False).stream(smoke_request()),
                         provider="onnx", model=folder.name,
                         execution_provider=loaded.execution_provider, load_s=loaded.load_s)

@@ -51,6 +51,17 @@ class LoadedModel:
     processor: Any = field(default=None, repr=False)  # og.MultiModalProcessor, made on first use
     # LoRA adapters loaded into og_model (core.models.adapters), shared by the copies load_model returns
     adapters: AdapterSet = field(default_factory=lambda: _adapter_set(), repr=False)
+    device_id: int | None = None  # the GPU it was loaded on (--device-id); None: the EP's default
+
+    def bind_device(self) -> None:
+        """Make this model's GPU the calling thread's current CUDA device. genai's own kernels
+        (sampling, KV-cache copies) run on the current device, which is per thread: a thread
+        other than the loading one (a server worker) calls this before it generates. Cheap, and
+        a no-op without a device id or off CUDA."""
+        if self.device_id is not None and self.execution_provider == "cuda":
+            import onnxruntime_genai as og
+
+            og.set_current_gpu_device_id(self.device_id)
 
     def multimodal_processor(self) -> Any:
         """The model's image processor (core.generation.vision), created once."""
@@ -89,6 +100,7 @@ class LoadedModel:
         `adapter` (an `.onnx_adapter` file, core.models.adapters), the LoRA adapter is applied."""
         import onnxruntime_genai as og
 
+        self.bind_device()
         params = og.GeneratorParams(self.og_model)
         params.set_search_options(**self._search_options(len(prompt_tokens), options))
         if guidance is None:
@@ -109,6 +121,7 @@ class LoadedModel:
         `guidance` constrains the tokens; `tools` are rendered by the chat template (turning
         the text of a tool call into ToolCallDelta events is core.answers.tools' job). `images` (or a
         prompt core.generation.vision already prepared from them) go through the model's processor."""
+        self.bind_device()
         if images:
             if adapter is not None:
                 raise UsageError("Images cannot be combined with --adapter yet.", "Drop one of them.")
@@ -222,7 +235,11 @@ def _guided_generator(og: Any, og_model: Any, params: Any, guidance: Guidance) -
         raise unsupported_schema(error) from None
 
 
-_LOADED: dict[tuple[str, str, int, int | None], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, int, int | None, int | None], LoadedModel] = {}
+
+# The provider option that picks a GPU, per EP that has one (genai passes the CUDA options to
+# onnxruntime's CUDA EP; its DirectML EP reads `device_index` when it creates its device).
+DEVICE_OPTIONS = {"cuda": "device_id", "dml": "device_index"}
 
 
 @dataclass(frozen=True)
@@ -246,28 +263,34 @@ def load_model(
     execution_provider: str = "auto",
     threads: int | None = None,
     *,
+    device_id: int | None = None,
     available: Callable[[Iterable[str]], list[str]] = available_execution_providers,
     max_image_pixels: int | None | Literal["default"] = "default",
 ) -> LoadedModel:
     """Load `folder` on the chosen EP, once per process. In `auto`, a GPU EP that fails to
     create its session falls back to the CPU with a warning; an explicit EP never does.
-    `max_image_pixels` caps a Qwen-type vision model's images (core.generation.vision; default: the
-    AGENTIC_ONNX_MAX_IMAGE_PIXELS environment variable, else core.generation.vision's default)."""
+    `device_id` picks the GPU of a CUDA or DirectML EP (None: the EP's default, GPU 0); on
+    another EP only None or 0 is accepted. `max_image_pixels` caps a Qwen-type vision model's
+    images (core.generation.vision; default: the AGENTIC_ONNX_MAX_IMAGE_PIXELS environment
+    variable, else core.generation.vision's default)."""
     from agentic_onnx.core.machine.hardware import default_threads
     from agentic_onnx.core.generation.vision import max_pixels_from_env
 
+    check_device_id(device_id)
     threads = threads or default_threads()
     cap = max_pixels_from_env() if max_image_pixels == "default" else max_image_pixels
     requested = execution_provider.lower()
     choice = choose_execution_provider(requested, folder,
                                        available(candidates_for(requested, folder)))
-    key = (str(folder.path), choice.provider, threads, cap)
+    check_device_id(device_id, choice.provider)
+    device_id = device_id if choice.provider in DEVICE_OPTIONS else None  # 0 on the CPU: the CPU
+    key = (str(folder.path), choice.provider, threads, cap, device_id)
     if key in _LOADED:
         cached = _LOADED[key]
         return LoadedModel(**{**cached.__dict__, "load_s": 0.0, "warnings": []})
     warnings = [choice.warning] if choice.warning else []
     try:
-        loaded = _create(folder, choice.provider, threads, cap)
+        loaded = _create(folder, choice.provider, threads, cap, device_id)
     except GenerationError as error:
         if not choice.may_fall_back_to_cpu:
             raise
@@ -275,12 +298,25 @@ def load_model(
                         "falling back to the CPU.")
         loaded = _create(folder, "cpu", threads, cap)
     loaded.warnings = warnings
-    _LOADED[(str(folder.path), loaded.execution_provider, threads, cap)] = loaded
+    _LOADED[(str(folder.path), loaded.execution_provider, threads, cap, device_id)] = loaded
     return loaded
 
 
+def check_device_id(device_id: int | None, provider: str | None = None) -> None:
+    """A usage error for a negative device id, or (with the chosen `provider`) for a GPU other
+    than 0 on an EP that cannot pick one (the CPU, WebGPU)."""
+    if device_id is None:
+        return
+    if device_id < 0:
+        raise UsageError(f"Invalid value for --device-id: {device_id} is negative.",
+                         "GPUs are numbered from 0 (`agentic-onnx onnx info` lists them).")
+    if provider is not None and provider not in DEVICE_OPTIONS and device_id != 0:
+        raise UsageError(f"--device-id {device_id} cannot be used on {EP_LABELS[provider]}.",
+                         "--device-id applies to GPU execution providers (-e cuda or -e dml).")
+
+
 def _create(folder: ModelFolder, provider: str, threads: int,
-            max_image_pixels: int | None = None) -> LoadedModel:
+            max_image_pixels: int | None = None, device_id: int | None = None) -> LoadedModel:
     import onnxruntime_genai as og
 
     og.disable_telemetry_events()
@@ -288,7 +324,7 @@ def _create(folder: ModelFolder, provider: str, threads: int,
     showing = observer(LoadStart(folder.name, weights_size(folder), provider)) if observer \
         else nullcontext()
     with showing:
-        return _create_session(og, folder, provider, threads, max_image_pixels)
+        return _create_session(og, folder, provider, threads, max_image_pixels, device_id)
 
 
 def weights_size(folder: ModelFolder) -> int:
@@ -298,7 +334,7 @@ def weights_size(folder: ModelFolder) -> int:
 
 
 def _create_session(og: Any, folder: ModelFolder, provider: str, threads: int,
-                    max_image_pixels: int | None) -> LoadedModel:
+                    max_image_pixels: int | None, device_id: int | None = None) -> LoadedModel:
     from agentic_onnx.core.generation.vision import capped_model_path
 
     started = time.perf_counter()
@@ -309,6 +345,8 @@ def _create_session(og: Any, folder: ModelFolder, provider: str, threads: int,
         elif provider not in folder.variant_providers:
             config.clear_providers()
             config.append_provider(provider)
+        if device_id is not None:
+            _select_device(og, config, provider, device_id)
         config.overlay(json.dumps(
             {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
         ))
@@ -321,7 +359,17 @@ def _create_session(og: Any, folder: ModelFolder, provider: str, threads: int,
             "Check the model files, or try another --execution-provider "
             "(`agentic-onnx onnx info` shows what this install can use).",
         ) from None
-    return LoadedModel(folder, provider, threads, time.perf_counter() - started, og_model, tokenizer)
+    return LoadedModel(folder, provider, threads, time.perf_counter() - started, og_model,
+                       tokenizer, device_id=device_id)
+
+
+def _select_device(og: Any, config: Any, provider: str, device_id: int) -> None:
+    """The GPU a session is created on: the EP's provider option; for CUDA also the loading
+    thread's current device, which genai's own buffers and kernels use (its provider option
+    alone leaves them on GPU 0). Unverified on a machine with several GPUs (docs/serving.md)."""
+    if provider == "cuda":
+        og.set_current_gpu_device_id(device_id)
+    config.set_provider_option(provider, DEVICE_OPTIONS[provider], str(device_id))
 
 
 def forget_model(loaded: LoadedModel) -> None:

@@ -77,16 +77,20 @@ def _kv_dtype_bytes(model: LoadedModel, present_key_names: str) -> int:
         return 4
 
 
-def default_budget_bytes(execution_provider: str = "cpu", models: int = 1) -> int | None:
-    """The default KV-cache budget of one model: half the memory available now (the GPU's free
-    memory for a CUDA model, else the machine's), shared evenly by `models` served models; None
-    when the memory cannot be read."""
+def default_budget_bytes(execution_provider: str = "cpu", models: int = 1,
+                         device_id: int | None = None) -> int | None:
+    """The default KV-cache budget of one model: half the memory available now (the free memory
+    of its GPU, `device_id` or the first, for a CUDA model, else the machine's), shared evenly by
+    `models` served models; None when the memory cannot be read. (NVML numbers GPUs in PCI
+    order, CUDA fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID: on a machine with mixed GPUs
+    this may read another GPU's memory.)"""
     available: int | None = None
     if execution_provider == "cuda":
         from agentic_onnx.core.machine.hardware import probe_gpus
 
         gpus, _ = probe_gpus()
-        available = gpus[0].memory_free_bytes if gpus else None
+        index = device_id if device_id is not None and device_id < len(gpus) else 0
+        available = gpus[index].memory_free_bytes if gpus else None
     if available is None:
         from agentic_onnx.core.machine.hardware import probe_memory
 

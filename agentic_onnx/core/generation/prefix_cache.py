@@ -91,7 +91,8 @@ class PrefixCache:
         budgeted = self.max_slots > 1 or budget_bytes is not None
         self.layout: KVLayout | None = kv_layout(model) if budgeted else None
         if budget_bytes is None and self.max_slots > 1:
-            budget_bytes = default_budget_bytes(model.execution_provider)
+            budget_bytes = default_budget_bytes(model.execution_provider,
+                                                device_id=getattr(model, "device_id", None))
         self.budget_bytes = budget_bytes
         self.last: PrefillStats | None = None
         self.generated_ids: list[int] = []  # the tokens of the last generation, EOS included

@@ -152,6 +152,18 @@ def probe_gpus() -> tuple[list[GpuInfo], str | None]:
             pass
 
 
+def cuda_device_ids() -> list[int]:
+    """The CUDA device ids of this machine's NVIDIA GPUs (`serve --device-id all`): 0..n-1 for
+    the n GPUs NVML sees, or for those CUDA_VISIBLE_DEVICES leaves visible (CUDA renumbers them
+    from 0). None visible, no driver: an empty list."""
+    gpus, _ = probe_gpus()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = len(gpus)
+    if visible is not None:
+        count = min(count, len([entry for entry in visible.split(",") if entry.strip()]))
+    return list(range(count))
+
+
 def _memory_bandwidth(pynvml, handle) -> int | None:  # noqa: ANN001
     """Peak memory bandwidth: bus width (bits) / 8 x max memory clock x 2 transfers per clock
     (NVML's memory clock is half the data rate for GDDR and HBM alike; an RTX 4090 gives

@@ -13,13 +13,15 @@ __all__ = ["Provider", "build_provider"]
 
 
 def build_provider(loaded: LoadedConfig, name: str, *, execution_provider: str = "auto",
-                   threads: int | None = None,
+                   threads: int | None = None, device_id: int | None = None,
                    resolve: Callable[[str], Any] | None = None,
-                   use_service: bool = True) -> Provider:
+                   use_service: bool = True, private: bool = False) -> Provider:
     """The provider for config entry `name`: its kind's class builds itself from the entry.
     Builds clients lazily: no network, no key check. `use_service`: local models may be
-    answered by the resident service (router/service.py) when one runs."""
+    answered by the resident service (router/service.py) when one runs; `private`: a private
+    request's provider, given only the entry's local deployments (router/deployments.py)."""
     config = loaded.config
     return provider_class(config.kind_of(name)).from_config(
         loaded, name, config.entry(name), execution_provider=execution_provider,
-        threads=threads, resolve=resolve, use_service=use_service)
+        threads=threads, device_id=device_id, resolve=resolve, use_service=use_service,
+        private=private)

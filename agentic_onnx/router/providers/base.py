@@ -65,6 +65,7 @@ class Provider:
     # Details the caller may show once the stream started (local models fill them in).
     execution_provider: str | None = None
     load_s: float = 0.0
+    deployment: Any = None  # the router.deployments.Endpoint that answered (balanced kinds)
     warnings: list[str] = []
 
     def __repr__(self) -> str:  # never includes keys

@@ -24,10 +24,11 @@ class OnnxProvider(Provider):
     entry_keys = frozenset({"modelPath"})
 
     def __init__(self, name: str, execution_provider: str = "auto", threads: int | None = None,
-                 resolve: Resolver | None = None) -> None:
+                 resolve: Resolver | None = None, device_id: int | None = None) -> None:
         super().__init__(name, local=True)
         self._execution_provider = execution_provider
         self._threads = threads
+        self._device_id = device_id
         self._resolve = resolve
         self._local: Any = None  # core.generation.local.LocalGeneration of the loaded model
         self._loaded_spec: str | None = None
@@ -37,20 +38,23 @@ class OnnxProvider(Provider):
     @classmethod
     def from_config(cls, loaded: Any, name: str, entry: Any, *, execution_provider: str = "auto",
                     threads: int | None = None, resolve: Resolver | None = None,
-                    use_service: bool = True, **_: Any) -> Provider:
-        """In process, or (a resident service runs for this user, and the command named no EP
-        or thread count of its own) the service's ServiceProvider."""
+                    use_service: bool = True, device_id: int | None = None,
+                    **_: Any) -> Provider:
+        """In process, or (a resident service runs for this user, and the command named no EP,
+        thread count or GPU of its own) the service's ServiceProvider. `device_id`: the
+        command's --device-id."""
         from agentic_onnx.router.local_settings import LocalSettings
         from agentic_onnx.router.service import discover
 
-        explicit = execution_provider != "auto" or threads is not None
+        explicit = execution_provider != "auto" or threads is not None or device_id is not None
         state = None if explicit else discover(use_service)
         if state is not None:
             from agentic_onnx.router.providers.service import ServiceProvider
 
             return ServiceProvider(name, state, resolve=resolve)
-        settings = LocalSettings.from_entry(entry, execution_provider, threads)
-        return cls(name, settings.execution_provider, settings.threads, resolve)
+        settings = LocalSettings.from_entry(entry, execution_provider, threads, device_id)
+        return cls(name, settings.execution_provider, settings.threads, resolve,
+                   settings.device_id)
 
     def prepare(self, request: ChatRequest) -> None:
         """Resolve and load the model (cached per process by the engine); then what may fail
@@ -73,7 +77,8 @@ class OnnxProvider(Provider):
 
             self._resolve = resolve_model
         folder = self._resolve(request.model)
-        loaded = load_model(folder, self._execution_provider, self._threads)
+        loaded = load_model(folder, self._execution_provider, self._threads,
+                            device_id=self._device_id)
         # Each routed request measures a whole prefill (run, router benchmark): no reuse.
         self._local = LocalGeneration(loaded, keep_prefix=False)
         self._loaded_spec = request.model

@@ -1,8 +1,9 @@
 """Any OpenAI-compatible chat-completions endpoint, streamed: vLLM, llama-server, Ollama, Foundry
 Local, a local `agentic-onnx serve`, OpenAI itself (and OpenRouter, in openrouter.py).
 
-Several base URLs are balanced by least in-flight requests (process-wide, so `serve` threads
-share the count); a retry avoids the URL that just failed when another is free. The stream is
+Several base URLs (`baseUrls`, or `deployments` with their own keys, weights, models and limits)
+are balanced by router/deployments.py: a request that fails on one deployment before any output
+moves at once to another (each at most once), with the circuit breaker keeping failed ones out. The stream is
 `data: {chunk}` lines ending with `data: [DONE]`; usage arrives in the last chunk
 (`stream_options.include_usage`); an `error` object may arrive inside a 200 stream.
 `embed` posts to the same server's `/embeddings` (router/embeddings.py is its caller).
@@ -11,14 +12,20 @@ share the count); a retry avoids the URL that just failed when another is free. 
 from __future__ import annotations
 
 import json
-import threading
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from agentic_onnx.router import deployments
+from agentic_onnx.router.deployments import (
+    BreakerSettings,
+    Endpoint,
+    counts_as_failure,
+    endpoints_for,
+)
 from agentic_onnx.router.provider_kinds import is_loopback_url
 from agentic_onnx.router.errors import MissingKeyError, ProviderError
 from agentic_onnx.router.providers.base import Provider, refuse_images
@@ -40,29 +47,6 @@ FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"
 RETRYABLE_ERROR_CODES = {"rate_limit_exceeded", "server_error", "overloaded", "timeout"}
 
 
-class LeastInFlight:
-    """Pick the base URL with the fewest requests in flight (ties: the one not just failed,
-    then config order)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._in_flight: dict[str, int] = defaultdict(int)
-
-    def acquire(self, urls: Sequence[str], avoid: str | None = None) -> str:
-        with self._lock:
-            chosen = min(urls, key=lambda url: (self._in_flight[url], url == avoid,
-                                                 urls.index(url)))
-            self._in_flight[chosen] += 1
-            return chosen
-
-    def release(self, url: str) -> None:
-        with self._lock:
-            self._in_flight[url] = max(self._in_flight[url] - 1, 0)
-
-
-BALANCER = LeastInFlight()
-
-
 class OpenAICompatProvider(Provider):
     kind = "openai"
     can_be_marked_local = True
@@ -72,32 +56,42 @@ class OpenAICompatProvider(Provider):
     entry_keys = frozenset({"organization"})
     label = "OpenAI-compatible endpoint"
 
-    def __init__(self, name: str, base_urls: Sequence[str], api_key: str | None,
-                 key_env_var: str | None, timeout_s: float, local: bool = False,
-                 headers: dict[str, str] | None = None) -> None:
-        # Local only when marked so AND every URL is loopback (config checks this too).
-        super().__init__(name, local=local and all(is_loopback_url(url) for url in base_urls))
-        self._urls = [url.rstrip("/") for url in base_urls]
-        self._api_key = api_key
+    def __init__(self, name: str, endpoints: Sequence[Endpoint], key_env_var: str | None,
+                 timeout_s: float, strategy: str = "least-outstanding",
+                 breaker: BreakerSettings | None = None) -> None:
+        # Local only when every deployment is (endpoints_for checks each one's address).
+        super().__init__(name, local=bool(endpoints) and all(e.local for e in endpoints))
+        self._endpoints = list(endpoints)
         self._target = HttpTarget(name, f"{self.label} {name!r}" if self.kind == "openai"
                                   else self.label, key_env_var)
         self._timeout_s = timeout_s
-        self._headers = dict(headers or {})
+        self._strategy = strategy
+        self._breaker = breaker or BreakerSettings()
         self._client: Any = None
-        self._last_failed: str | None = None
         self.reported_cost_usd: float | None = None
+
+    @classmethod
+    def at(cls, name: str, base_urls: Sequence[str], api_key: str | None = None,
+           key_env_var: str | None = None, timeout_s: float = 60.0, local: bool = False,
+           headers: dict[str, str] | None = None) -> OpenAICompatProvider:
+        """A provider for plain base URLs sharing one key and headers (no config entry)."""
+        return cls(name, [Endpoint(name, url.rstrip("/"), api_key, dict(headers or {}),
+                                   local and is_loopback_url(url)) for url in base_urls],
+                   key_env_var, timeout_s)
 
     @classmethod
     def from_config(cls, loaded: Any, name: str, entry: Any,
                     **local_settings: Any) -> OpenAICompatProvider:
         from agentic_onnx.router.config_compat import named_provider
 
-        headers = dict(entry.headers)
+        endpoints = endpoints_for(loaded, name, entry, cls.kind,
+                                  private=bool(local_settings.get("private")))
         if entry.organization:  # agentic-flow's `organization`; an explicit header wins
-            headers.setdefault("OpenAI-Organization", entry.organization)
-        provider = cls(name, entry.urls(cls.kind), loaded.api_key(name),
-                       cls.key_env_var_for(loaded, name), entry.timeout / 1000,
-                       local=entry.local, headers=headers)
+            endpoints = [replace(e, headers={"OpenAI-Organization": entry.organization,
+                                             **e.headers}) for e in endpoints]
+        provider = cls(name, endpoints, cls.key_env_var_for(loaded, name), entry.timeout / 1000,
+                       entry.strategy,
+                       BreakerSettings.from_config(loaded.config.routing.performance))
         named = named_provider(name, entry)
         if named is not None and named.key_env_var:
             provider.needs_key = True  # gemini: a missing key fails before anything is sent
@@ -105,16 +99,52 @@ class OpenAICompatProvider(Provider):
 
     def prepare(self, request: ChatRequest) -> None:
         refuse_images(self.name, request)
-        if self.needs_key and not self._api_key:
+        if self.needs_key and not all(e.api_key for e in self._endpoints):
             raise MissingKeyError(self.name, self._target.key_env_var or "OPENAI_API_KEY")
+        if not self._endpoints:
+            from agentic_onnx.router.errors import PrivacyError
+
+            raise PrivacyError(f"{self.name} has no local deployment for a private request.",
+                               "Mark a loopback (or trustedHosts) deployment local, or route "
+                               "private requests elsewhere.")
         if self._client is None:
             self._client = make_client(self._timeout_s)
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Stream from one deployment; one that fails before any output hands the request to
+        the next (each deployment at most once per call)."""
         self.prepare(request)
         self.reported_cost_usd = None
-        with self._balanced_url() as url:
-            yield from self._stream_from(url, request)
+        tried: list[Endpoint] = []
+        failure: ProviderError | None = None
+        while True:
+            try:
+                lease = deployments.DEPLOYMENTS.acquire(self._endpoints, self._strategy, self._breaker, tried)
+            except ProviderError:
+                if failure is not None:  # the others cool down: the failure that counts
+                    raise failure from None
+                raise
+            self.deployment = lease.endpoint
+            output = False
+            try:
+                for event in self._stream_from(lease.endpoint, request):
+                    if not output and isinstance(event, (TextDelta, ToolCallDelta)):
+                        output = True
+                        lease.first_output()
+                    yield event
+            except ProviderError as error:
+                lease.release(failed=counts_as_failure(error))
+                tried.append(lease.endpoint)
+                if output or not counts_as_failure(error) or \
+                        len(tried) >= len(self._endpoints):
+                    raise
+                failure = error
+                continue
+            except BaseException:
+                lease.release(failed=False)
+                raise
+            lease.release(failed=False, tokens=self._last_tokens)
+            return
 
     def embed(self, texts: Sequence[str], model: str, *, dimensions: int | None = None,
               input_type: str | None = None) -> EmbeddingsReply:
@@ -122,46 +152,40 @@ class OpenAICompatProvider(Provider):
         is checked (openai_embeddings.parse_embeddings). Call `prepare` first."""
         if self._client is None:
             self._client = make_client(self._timeout_s)
-        payload = embeddings_payload(texts, model, dimensions, input_type)
-        with self._balanced_url() as url:
-            body = post_json(self._client, self._target, f"{url}/embeddings",
-                             self._request_headers(), payload)
+        with deployments.DEPLOYMENTS.lease(self._endpoints, self._strategy, self._breaker) as lease:
+            payload = embeddings_payload(texts, lease.endpoint.model or model, dimensions,
+                                         input_type)
+            body = post_json(self._client, self._target, f"{lease.endpoint.url}/embeddings",
+                             self._request_headers(lease.endpoint), payload)
+            lease.release(failed=False)
         return parse_embeddings(body, len(texts), self._target, dimensions)
 
-    @contextmanager
-    def _balanced_url(self) -> Iterator[str]:
-        """The base URL for one request (least in flight); remembers a failed one."""
-        url = BALANCER.acquire(self._urls, avoid=self._last_failed)
-        try:
-            yield url
-            self._last_failed = None
-        except ProviderError:
-            self._last_failed = url
-            raise
-        finally:
-            BALANCER.release(url)
-
-    def _stream_from(self, url: str, request: ChatRequest) -> Iterator[StreamEvent]:
+    def _stream_from(self, endpoint: Endpoint, request: ChatRequest) -> Iterator[StreamEvent]:
         parser = _ChunkStream(self._target)
-        events = sse_events(self._client, self._target, f"{url}/chat/completions",
-                            self._request_headers(), self._payload(request))
+        self._last_tokens = 0
+        events = sse_events(self._client, self._target, f"{endpoint.url}/chat/completions",
+                            self._request_headers(endpoint), self._payload(request, endpoint))
         with closing(events):
             for sse in events:
                 yield from parser.feed(sse.data)
                 if parser.done:
                     break
-        yield from parser.finish()
+        for event in parser.finish():
+            if isinstance(event, Usage):
+                self._last_tokens = event.prompt_tokens + event.completion_tokens
+            yield event
         self.reported_cost_usd = parser.cost_usd
 
-    def _request_headers(self) -> dict[str, str]:
-        headers = dict(self._headers)
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
+    def _request_headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = dict(endpoint.headers)
+        if endpoint.api_key:
+            headers["authorization"] = f"Bearer {endpoint.api_key}"
         return headers
 
-    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+    def _payload(self, request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
         options, chosen = request.options, request.options.model_fields_set
-        payload: dict[str, Any] = {"model": request.model, "messages": list(request.messages),
+        payload: dict[str, Any] = {"model": endpoint.model or request.model,
+                                   "messages": list(request.messages),
                                    "stream": True, "stream_options": {"include_usage": True},
                                    "max_tokens": options.max_tokens}
         for option in ("temperature", "top_p", "seed"):

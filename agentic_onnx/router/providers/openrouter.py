@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.router.deployments import Endpoint
 from agentic_onnx.router.providers.openai_compat import OpenAICompatProvider
 
 ATTRIBUTION_HEADERS = {"HTTP-Referer": "https://pypi.org/project/agentic-onnx/",
@@ -34,8 +35,9 @@ class OpenRouterProvider(OpenAICompatProvider):
     def __init__(self, name: str, base_url: str, api_key: str | None, key_env_var: str,
                  timeout_s: float, headers: dict[str, str] | None = None,
                  preferences: dict[str, Any] | None = None) -> None:
-        super().__init__(name, [base_url], api_key, key_env_var, timeout_s, local=False,
-                         headers={**ATTRIBUTION_HEADERS, **(headers or {})})
+        super().__init__(name, [Endpoint(name, base_url.rstrip("/"), api_key,
+                                         {**ATTRIBUTION_HEADERS, **(headers or {})})],
+                         key_env_var, timeout_s)
         self._preferences = preferences  # OpenRouter's `provider` routing object
 
     @classmethod
@@ -46,8 +48,8 @@ class OpenRouterProvider(OpenAICompatProvider):
                    entry.timeout / 1000, entry.headers,
                    preferences=openrouter_preferences(entry.preferences))
 
-    def _payload(self, request: ChatRequest) -> dict[str, Any]:
-        payload = {**super()._payload(request), "usage": {"include": True}}
+    def _payload(self, request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
+        payload = {**super()._payload(request, endpoint), "usage": {"include": True}}
         if self._preferences:
             payload["provider"] = dict(self._preferences)
         return payload

@@ -13,6 +13,7 @@ import base64
 from typing import Any
 
 from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.router.deployments import BreakerSettings, Endpoint
 from agentic_onnx.router.providers.http import post_json
 from agentic_onnx.router.providers.openai_compat import OpenAICompatProvider
 from agentic_onnx.router.service import ServiceState
@@ -27,7 +28,11 @@ class ServiceProvider(OpenAICompatProvider):
 
     def __init__(self, name: str, state: ServiceState, timeout_s: float = 600.0,
                  resolve: Any = None) -> None:
-        super().__init__(name, [f"{state.url}/v1"], state.token, None, timeout_s, local=True)
+        # The token as the key; this client writes the request's usage row itself.
+        endpoint = Endpoint(name, f"{state.url}/v1", state.token,
+                            {"x-agentic-logged": "client"}, local=True)
+        super().__init__(name, [endpoint], None, timeout_s,
+                         breaker=BreakerSettings(enabled=False))
         self.service = state
         self._resolve = resolve  # model spec -> ModelFolder, as in process (offers downloads)
         self.model_name: str | None = None
@@ -58,7 +63,7 @@ class ServiceProvider(OpenAICompatProvider):
         loader = make_client(LOAD_TIMEOUT_S)
         try:
             reply = post_json(loader, self._target, f"{self.service.url}/api/load",
-                              self._request_headers(),
+                              self._request_headers(self._endpoints[0]),
                               {"model": str(folder.path), "adapter": self._adapter})
         finally:
             loader.close()
@@ -70,12 +75,8 @@ class ServiceProvider(OpenAICompatProvider):
         self.warnings = [str(warning) for warning in reply.get("warnings") or []]
         self._loaded_for = wanted
 
-    def _request_headers(self) -> dict[str, str]:
-        """The token, and that this client writes the request's usage row itself."""
-        return {**super()._request_headers(), "x-agentic-logged": "client"}
-
-    def _payload(self, request: ChatRequest) -> dict[str, Any]:
-        payload = super()._payload(request)
+    def _payload(self, request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
+        payload = super()._payload(request, endpoint)
         # The folder, not the id: the service loads it again if it unloaded it meanwhile; the
         # adapter (a name beside the model, or this machine's absolute path) in its own field.
         payload["model"] = self._load_spec
