@@ -260,3 +260,25 @@ def test_a_hostile_untrusted_project_file_is_never_parsed(repo, hermetic_env, cl
     assert loaded.project_path is None and "Ignoring the project config" in loaded.warnings[0]
     with pytest.raises(ConfigError):  # and it cannot be trusted either
         trust_project_file(repo / "agentic-flow.json")
+
+
+def test_a_trusted_project_file_tightens_spend_and_rate_limits_but_never_loosens_them(
+        repo, hermetic_env, cloud_a, anthropic_a):
+    user_config(hermetic_env, cloud_a, anthropic_a, routing={"costOptimization": {
+        "maxCostPerRequest": 0.5, "budgetLimits": {"daily": 5, "monthly": 50}}})
+    config = json.loads((hermetic_env / "config.json").read_text())
+    config["providers"]["corp"]["rateLimit"] = {"requestsPerMinute": 10}
+    (hermetic_env / "config.json").write_text(json.dumps(config))
+    project = write_config(repo, {
+        "routing": {"costOptimization": {"enabled": False, "maxCostPerRequest": 0.1,
+                                         "budgetLimits": {"daily": 100, "monthly": 20}}},
+        "providers": {"corp": {"rateLimit": {"requestsPerMinute": 1000}}}}, "agentic-flow.json")
+    assert run_cli("config", "trust", "--json").returncode == 0
+    loaded = load_config()
+    assert loaded.project_path == project.resolve()
+    costs = loaded.config.routing.cost_optimization
+    assert costs.get("enabled") is not False  # the project cannot switch them off
+    assert costs["maxCostPerRequest"] == 0.1  # the lower of both
+    assert costs["budgetLimits"] == {"daily": 5, "monthly": 20}
+    assert loaded.config.entry("corp").rate_limit.requests_per_minute == 10  # the user's stays
+    assert any("rateLimit; ignored" in warning for warning in loaded.warnings)

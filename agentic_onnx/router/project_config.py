@@ -5,6 +5,8 @@ Trusting a file lets it shape routing for its project, never weaken the user:
 - `privacy` / `localOnly` are the stricter of both files; the project's routing rules come
   first and the user's follow, so a user rule that makes a request private still matches;
 - `defaultProvider`, `fallbackChain`, `routing.mode`, `retry`, `version`: the project's win;
+- spend limits (`routing.costOptimization`): the lower of both files' limits, and a project
+  cannot switch them off; a provider's `rateLimit` in the user's file stays;
 - a provider entry is merged key by key (the project's win), except where keys travel: when the
   project gives a provider URLs the user's file does not (or, for a provider only it names,
   other than the vendor's own), that provider gets no key from the environment or the user's
@@ -64,7 +66,34 @@ def layer_project(base: dict[str, Any], project: dict[str, Any], where: str,
 def _routing(base: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
     routing = {**base, **{key: value for key, value in project.items() if key != "rules"}}
     routing["rules"] = [*(project.get("rules") or []), *(base.get("rules") or [])]
+    if isinstance(base.get("costOptimization"), dict):
+        routing["costOptimization"] = _stricter_costs(base["costOptimization"],
+                                                      project.get("costOptimization"))
     return routing
+
+
+def _stricter_costs(base: dict[str, Any], project: Any) -> dict[str, Any]:
+    """The user's spend limits, tightened (never loosened) by the project's: each limit is the
+    lower of both; the project cannot switch them off."""
+    if not isinstance(project, dict):
+        return base
+    merged = {**project, **base}
+    # off only when both files say so: a project may turn limits on, never off
+    merged["enabled"] = not (base.get("enabled") is False and project.get("enabled") is False)
+    if _number(project.get("maxCostPerRequest")) and _number(base.get("maxCostPerRequest")):
+        merged["maxCostPerRequest"] = min(project["maxCostPerRequest"],
+                                          base["maxCostPerRequest"])
+    for budgets in ("budgetAlerts", "budgetLimits"):
+        ours, theirs = base.get(budgets), project.get(budgets)
+        if isinstance(ours, dict) and isinstance(theirs, dict):
+            merged[budgets] = {**theirs, **ours, **{
+                period: min(theirs[period], ours[period]) for period in ("daily", "monthly")
+                if _number(theirs.get(period)) and _number(ours.get(period))}}
+    return merged
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +151,11 @@ def _entry(name: str, base: dict[str, Any] | None, project: dict[str, Any],
             f"{where} marks providers.{name} local; ignored: only your own config can send "
             "private requests to a provider.")
     merged["local"] = user_local and project.get("local", True) is not False
+    if base and base.get("rateLimit") and "rateLimit" in project:
+        merged["rateLimit"] = base["rateLimit"]  # a project adds limits, never loosens yours
+        if project["rateLimit"] != base["rateLimit"]:
+            layered.warnings.append(f"{where} sets providers.{name}.rateLimit; ignored: your "
+                                    "own config's rateLimit for it stays.")
     if isinstance(project.get("deployments"), list):
         merged["deployments"] = _project_deployments(name, project["deployments"],
                                                      _local_urls(name, base, urls), where,

@@ -6,7 +6,7 @@ sliding 60-second window: a request counts when it is sent, its tokens (prompt +
 when it ends. A request is sent only while every window it falls in has room (fewer requests
 than the limit, fewer tokens than the limit); otherwise it waits up to `rateLimit.maxWaitMs`
 (default 0) for the window to free, or the route moves on to its next candidate; a request no
-candidate can take now fails with `RateLimitedError` (exit 5, HTTP 429 with Retry-After).
+candidate can take now fails with `RateLimitedError` (exit 4, HTTP 429 with Retry-After).
 
 The windows live in this process (`LIMITER`: `serve` shares them across its requests). So that
 one-shot `run`s count each other too, a provider's and a model's window start from the usage

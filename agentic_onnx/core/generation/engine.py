@@ -149,30 +149,12 @@ class LoadedModel:
     def _events(self, tokens: Iterator[int], prompt_length: int, max_length: int,
                 options: GenerationOptions) -> Iterator[StreamEvent]:
         """Text deltas (stop strings and EOS applied), then usage and finish."""
-        token_stream = self.tokenizer.create_stream()
-        stops = StopStringMatcher(options.stop)
-        eos = self.eos_ids()
-        completion_tokens, reason, stopped = 0, "length", False
+        reply = ReplyEvents(self, prompt_length, max_length, options)
         for token in tokens:
-            completion_tokens += 1
-            if completion_tokens == 1:
-                yield FirstToken(prompt_tokens=prompt_length)
-            if token in eos:
-                reason = "stop"
+            yield from reply.feed(token)
+            if reply.done:
                 break
-            text, stopped = stops.feed(token_stream.decode(token))
-            if text:
-                yield TextDelta(text)
-            if stopped:
-                reason = "stop"
-                break
-            if prompt_length + completion_tokens >= max_length:
-                break
-        rest = "" if stopped else stops.flush()
-        if rest:
-            yield TextDelta(rest)
-        yield Usage(prompt_tokens=prompt_length, completion_tokens=completion_tokens)
-        yield Finish(reason, stop_sequence=stops.matched)  # type: ignore[arg-type]
+        yield from reply.finish()
 
     def eos_ids(self) -> set[int]:
         """The token ids that end a reply: the config's and the tokenizer's."""
@@ -206,6 +188,43 @@ class LoadedModel:
         if options.seed is not None:
             search["random_seed"] = options.seed
         return search
+
+
+class ReplyEvents:
+    """One reply's events from its tokens, one token at a time: FirstToken, text deltas (stop
+    strings and EOS applied), then (`finish`) usage and finish. `done` once the reply ended
+    (EOS, a stop string, or its length)."""
+
+    def __init__(self, model: LoadedModel, prompt_length: int, max_length: int,
+                 options: GenerationOptions) -> None:
+        self._decoder = model.tokenizer.create_stream()
+        self._stops = StopStringMatcher(options.stop)
+        self._eos = model.eos_ids()
+        self.prompt_length, self.max_length = prompt_length, max_length
+        self.completion_tokens, self.reason, self._stopped, self.done = 0, "length", False, False
+
+    def feed(self, token: int) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        self.completion_tokens += 1
+        if self.completion_tokens == 1:
+            events.append(FirstToken(prompt_tokens=self.prompt_length))
+        if token in self._eos:
+            self.reason, self.done = "stop", True
+            return events
+        text, self._stopped = self._stops.feed(self._decoder.decode(token))
+        if text:
+            events.append(TextDelta(text))
+        if self._stopped:
+            self.reason, self.done = "stop", True
+        elif self.prompt_length + self.completion_tokens >= self.max_length:
+            self.done = True
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        rest = "" if self._stopped else self._stops.flush()
+        return [*([TextDelta(rest)] if rest else []),
+                Usage(prompt_tokens=self.prompt_length, completion_tokens=self.completion_tokens),
+                Finish(self.reason, stop_sequence=self._stops.matched)]  # type: ignore[arg-type]
 
 
 def _adapter_set() -> AdapterSet:

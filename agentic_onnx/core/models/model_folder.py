@@ -25,6 +25,7 @@ class ModelFolder:
     context_length: int
     variant_providers: tuple[str, ...]
     eos_token_ids: tuple[int, ...]
+    pad_token_id: int | None = None  # genai masks it: what batched prompts are padded with
 
     @property
     def name(self) -> str:
@@ -107,6 +108,8 @@ def _parse_config(path: Path, config_path: Path, config: dict) -> ModelFolder:
         context_length=context_length,
         variant_providers=_variant_providers(decoder),
         eos_token_ids=tuple(int(i) for i in eos_ids),
+        pad_token_id=pad if isinstance(pad := model.get("pad_token_id"), int)
+        and not isinstance(pad, bool) else None,
     )
 
 

@@ -1,0 +1,88 @@
+"""Batched decoding (core/generation/batch.py): requests stepped together by one generator give
+the same greedy replies as each alone (tokens, text, usage, finish), in whatever order their
+streams are read, each ending on its own (EOS, stop string, max_tokens); requests that cannot
+share a generator are told apart before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentic_onnx.core.generation.batch import Batch, batch_key, batchable, plan_batch
+from agentic_onnx.core.generation.engine import load_model
+from agentic_onnx.core.generation.options import build_options
+from agentic_onnx.core.generation.request import ChatRequest
+from agentic_onnx.core.generation.response import Response
+from agentic_onnx.core.models.model_folder import open_model_folder
+
+from .conftest import MODELS
+
+PROMPTS = ["Hello there, how are you today my friend? Tell me about the sea.", "Hi",
+           "Write a poem about the sea and the sky"]
+
+
+def loaded(name: str):
+    return load_model(open_model_folder(MODELS / name), "cpu", threads=1)
+
+
+def request(text: str, **options) -> ChatRequest:  # noqa: ANN003
+    return ChatRequest.of([{"role": "user", "content": text}], options=build_options(**options))
+
+
+def answer(events) -> dict:  # noqa: ANN001
+    done = Response(events, "onnx", "m").consume()
+    return {"text": done.text, "usage": (done.usage.prompt_tokens, done.usage.completion_tokens),
+            "finish": done.finish_reason, "stop": done.stop_sequence}
+
+
+def alone(model, req: ChatRequest) -> dict:  # noqa: ANN001
+    return answer(model.stream(req.messages, req.options))
+
+
+@pytest.mark.parametrize("name", ["tiny-phi3-fp32", "tiny-qwen2-fp32"])
+def test_batched_greedy_replies_equal_the_same_requests_alone(name):
+    model = loaded(name)
+    requests = [request(PROMPTS[0], max_tokens=12), request(PROMPTS[1], max_tokens=20),
+                request(PROMPTS[2], max_tokens=7)]
+    batch = plan_batch(model, requests)
+    assert batch is not None and batch.width > min(map(len, batch.prompts))  # padding in play
+    streams = batch.streams()
+    # read out of order: the last one first, then the others
+    batched = {2: answer(streams[2]), 0: answer(streams[0]), 1: answer(streams[1])}
+    assert [batched[i] for i in range(3)] == [alone(model, r) for r in requests]
+
+
+def test_each_reply_ends_on_its_own_stop_string():
+    model = loaded("tiny-qwen2-fp32")
+    reference = alone(model, request(PROMPTS[2], max_tokens=12))
+    stop = reference["text"][3:6]  # a string the greedy reply produces early
+    requests = [request(PROMPTS[2], max_tokens=12, stop=[stop]), request(PROMPTS[0], max_tokens=12)]
+    first, second = plan_batch(model, requests).streams()
+    stopped, other = answer(first), answer(second)
+    assert stopped == alone(model, requests[0]) and stopped["stop"] == stop
+    assert other == alone(model, requests[1])
+
+
+def test_a_closed_stream_leaves_the_others_whole():
+    model = loaded("tiny-phi3-fp32")
+    requests = [request(PROMPTS[0], max_tokens=10), request(PROMPTS[2], max_tokens=10)]
+    first, second = plan_batch(model, requests).streams()
+    next(first)
+    first.close()  # its client went away
+    assert answer(second) == alone(model, requests[1])
+
+
+def test_what_may_share_a_generator():
+    assert batchable(request("x")) and batchable(request("x", temperature=0.7))
+    assert not batchable(request("x", temperature=0.7, seed=3))  # a seed replays alone
+    schema = ChatRequest.of([{"role": "user", "content": "x"}], adapter="lora")
+    assert not batchable(schema)
+    assert batch_key(request("a", max_tokens=3)) == batch_key(request("b", max_tokens=9))
+    assert batch_key(request("a", temperature=0.5)) != batch_key(request("a", temperature=0.6))
+    model = loaded("tiny-phi3-fp32")
+    assert plan_batch(model, [request("only one")]) is None
+    context = model.folder.context_length
+    long_prompt = "sea " * (context // 16)
+    # the short prompt could grow to the context alone; padded to the long one it could not
+    assert plan_batch(model, [request(long_prompt), request("b", max_tokens=context)]) is None
+    assert isinstance(plan_batch(model, [request(long_prompt, max_tokens=context),
+                                         request("b", max_tokens=8)]), Batch)
