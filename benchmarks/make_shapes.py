@@ -76,6 +76,20 @@ def clean_token_ids(tokenizer_json: Path) -> list[int]:
     return clean
 
 
+def random_model(model_class, config, seed: int, dtype):
+    """transformers' random init of `model_class(config)`, every weight created in `dtype`
+    (also benchmarks/llama_cpp_compare.py's LlamaForCausalLM twin of a shape)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_default_dtype(dtype)
+    started = time.time()
+    model = model_class(config).eval()
+    log(f"  random init of {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params "
+        f"took {time.time() - started:.0f}s")
+    return model
+
+
 def write_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
     import torch
     from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
@@ -92,12 +106,7 @@ def write_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
                         bos_token_id=bos, eos_token_id=eos, pad_token_id=bos,
                         tie_word_embeddings=False, sliding_window=CONTEXT - 1,
                         dtype="bfloat16", **shape)
-    torch.manual_seed(seed)
-    torch.set_default_dtype(torch.bfloat16)
-    started = time.time()
-    model = Phi3ForCausalLM(config).eval()
-    log(f"  random init of {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params "
-        f"took {time.time() - started:.0f}s")
+    model = random_model(Phi3ForCausalLM, config, seed, torch.bfloat16)
     keep = torch.tensor(clean_token_ids(hf_dir / "tokenizer.json"))
     with torch.no_grad():
         head = model.get_output_embeddings().weight

@@ -38,7 +38,7 @@ def alone(model, req: ChatRequest) -> dict:  # noqa: ANN001
     return answer(model.stream(req.messages, req.options))
 
 
-@pytest.mark.parametrize("name", ["tiny-phi3-fp32", "tiny-qwen2-fp32"])
+@pytest.mark.parametrize("name", ["tiny-phi3-fp32", "tiny-qwen2-fp32", "tiny-phi3-int4"])
 def test_batched_greedy_replies_equal_the_same_requests_alone(name):
     model = loaded(name)
     requests = [request(PROMPTS[0], max_tokens=12), request(PROMPTS[1], max_tokens=20),
@@ -86,3 +86,62 @@ def test_what_may_share_a_generator():
     assert plan_batch(model, [request(long_prompt), request("b", max_tokens=context)]) is None
     assert isinstance(plan_batch(model, [request(long_prompt, max_tokens=context),
                                          request("b", max_tokens=8)]), Batch)
+
+
+# -- in serve's worker: waiting requests decode together --------------------------------------
+
+def test_waiting_requests_decode_together_in_the_worker_and_answer_as_alone():
+    import threading
+
+    from agentic_onnx.core.models.model_folder import open_model_folder
+    from agentic_onnx.server.pool import ModelPool, ModelSpec
+
+    pool = ModelPool([ModelSpec("tiny", open_model_folder(MODELS / "tiny-qwen2-fp32"))], "cpu", 1,
+                     batch_size=3)
+    pool.load()
+    worker = pool.worker_for("tiny")
+    release, first_started = threading.Event(), threading.Event()
+    finished = {index: threading.Event() for index in range(4)}
+    answers: dict[int, object] = {}
+
+    def deliver(index: int):  # noqa: ANN202
+        def receive(item) -> None:  # noqa: ANN001
+            if index == 0 and not first_started.is_set():
+                first_started.set()
+                release.wait(timeout=30)  # hold the worker while the others queue up
+            if isinstance(item, (Response, Exception)):  # the end: its Response, or its error
+                answers[index] = item
+                finished[index].set()
+        return receive
+
+    try:
+        requests = [request(PROMPTS[0], max_tokens=6), request(PROMPTS[2], max_tokens=9),
+                    request(PROMPTS[1], max_tokens=14), request(PROMPTS[2], max_tokens=5)]
+        worker.submit(requests[0], deliver=deliver(0), log=False)
+        assert first_started.wait(timeout=30)
+        for index in (1, 2, 3):
+            worker.submit(requests[index], deliver=deliver(index), log=False)
+        release.set()
+        assert all(event.wait(timeout=60) for event in finished.values())
+        assert worker.status()["batched"] == 3  # the three that waited, together
+        for index, req in enumerate(requests):
+            done, expected = answers[index], alone(worker.model, req)
+            assert (done.text, (done.usage.prompt_tokens, done.usage.completion_tokens),
+                    done.finish_reason) == (expected["text"], expected["usage"],
+                                            expected["finish"])
+    finally:
+        pool.close()
+
+
+def test_a_conversations_next_turn_keeps_its_cache_instead_of_joining_a_batch():
+    from agentic_onnx.core.generation.local import LocalGeneration
+
+    local = LocalGeneration(loaded("tiny-qwen2-fp32"), slots=2)
+    first = request(PROMPTS[0], max_tokens=4)
+    reply = answer(local.stream(first, "alice"))["text"]
+    turn = ChatRequest.of([*first.messages, {"role": "assistant", "content": reply},
+                           {"role": "user", "content": "And then?"}],
+                          options=build_options(max_tokens=4))
+    assert local.continues(turn, "alice")
+    assert not local.continues(turn, "bob")  # another tenant's cache is not its
+    assert not local.continues(request(PROMPTS[1]), "alice")  # the same template, a new prompt

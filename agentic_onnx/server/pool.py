@@ -112,9 +112,10 @@ class ModelWorker:
     """One model, one thread, one generation at a time."""
 
     def __init__(self, model_id: str, model: Any, max_queue: int, kv_slots: int = 1,
-                 kv_budget_bytes: int | None = None) -> None:
+                 kv_budget_bytes: int | None = None, batch_size: int = 1) -> None:
         """`kv_slots`, `kv_budget_bytes`: the conversations whose KV caches the model keeps,
-        and their memory (core.generation.prefix_cache)."""
+        and their memory (core.generation.prefix_cache); `batch_size`: how many waiting plain
+        requests may decode together (core.generation.batch; 1: one at a time)."""
         from agentic_onnx.core.generation.local import LocalGeneration
 
         self.model_id = model_id
@@ -126,7 +127,10 @@ class ModelWorker:
         self.pending = 0  # requests being admitted (pool.pin): not yet queued, not unloadable
         self._stopped = False
         self.served = False  # it answered a request since it was loaded
+        self.batch_size = max(1, batch_size)
         self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._held: list[Job | None] = []  # taken from the queue, not batched: served next
+        self._batched = 0  # requests answered in a batch
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
         self._running = 0
@@ -162,7 +166,8 @@ class ModelWorker:
         with self._lock:
             return {"id": self.model_id, "running": self._running,
                     "waiting": self._admitted - self._running, "max_queue": self.max_queue,
-                    "cancelled": self._cancelled, "kv_cache": self.local.kv_usage(),
+                    "cancelled": self._cancelled, "batched": self._batched,
+                    "kv_cache": self.local.kv_usage(),
                     "device_id": getattr(self.model, "device_id", None)}
 
     @property
@@ -201,27 +206,103 @@ class ModelWorker:
 
     def _serve(self) -> None:
         _bind_device(self.model)  # this thread generates on the model's GPU
-        while (job := self._jobs.get()) is not None:
+        while (job := self._take()) is not None:
+            companions = self._companions(job)
             with self._lock:
-                if job.state != WAITING:
-                    continue
-                job.state = RUNNING
-                self._running = 1
+                jobs = [queued for queued in (job, *companions) if queued.state == WAITING]
+                for queued in jobs:
+                    queued.state = RUNNING
+                self._running = len(jobs)
+            if not jobs:
+                continue
             started = time.perf_counter()
             try:
-                self._run(job)
+                self._run(jobs[0]) if len(jobs) == 1 else self._run_batch(jobs)
             except Exception as error:  # noqa: BLE001 - a bug must not stop the model's thread
                 _server_log.exception("A request failed unexpectedly")
-                job.put(GenerationError(f"Generation failed: {error}"))
+                for queued in jobs:
+                    queued.put(GenerationError(f"Generation failed: {error}"))
             finally:
                 with self._lock:
                     self._running = 0
-                    self._admitted -= 1
-                    if job.state == CANCELLED:
-                        self._cancelled += 1
-                    job.state = DONE
-                self._last_duration_s = time.perf_counter() - started
+                    self._admitted -= len(jobs)
+                    for queued in jobs:
+                        if queued.state == CANCELLED:
+                            self._cancelled += 1
+                        queued.state = DONE
+                self._last_duration_s = (time.perf_counter() - started) / len(jobs)
                 self.last_used, self.served = time.monotonic(), True
+
+    def _take(self) -> Job | None:
+        return self._held.pop(0) if self._held else self._jobs.get()
+
+    def _companions(self, job: Job) -> list[Job]:
+        """Waiting requests that may decode together with `job` (core.generation.batch): plain,
+        the same sampling, and not continuing a conversation whose KV cache is kept here (that
+        one saves more by reusing its cache). The others keep their place, in order."""
+        from agentic_onnx.core.generation.batch import batch_key
+
+        if self.batch_size < 2 or not self._batchable(job):
+            return []
+        key, companions, skipped = batch_key(job.request), [], []
+        while len(companions) < self.batch_size - 1:
+            try:
+                queued = self._held.pop(0) if self._held else self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if queued is not None and queued.state == WAITING and self._batchable(queued) \
+                    and batch_key(queued.request) == key:
+                companions.append(queued)
+            else:
+                skipped.append(queued)
+                if queued is None:  # stopping: nothing after it is taken
+                    break
+        self._held[:0] = skipped
+        return companions
+
+    def _batchable(self, job: Job) -> bool:
+        from agentic_onnx.core.generation.batch import batchable
+
+        return batchable(job.request) and not self.local.continues(job.request, job.tenant)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        """Decode `jobs` together, one event of each in turn; alone when they cannot share a
+        generator after all (core.generation.batch.plan_batch)."""
+        from agentic_onnx.core.generation.batch import plan_batch
+
+        try:
+            batch = plan_batch(self.model, [job.request for job in jobs])
+        except AgenticError:
+            batch = None  # one of them cannot run (too long a prompt): each hears its own error
+        if batch is None:
+            for job in jobs:
+                self._run(job)
+            return
+        with self._lock:
+            self._batched += len(jobs)
+        responses = [Response(events=stream, provider="onnx", model=job.model_name,
+                              execution_provider=self.model.execution_provider)
+                     for job, stream in zip(jobs, batch.streams())]
+        streams = {index: iter(response) for index, response in enumerate(responses)}
+        while streams:
+            for index, events in list(streams.items()):
+                job, response = jobs[index], responses[index]
+                try:
+                    if job.cancelled:
+                        raise GeneratorExit
+                    job.put(next(events))
+                    continue
+                except StopIteration:
+                    job.answer_error = job.request.answer_error(response)
+                    self._end(job, response, None)
+                except GeneratorExit:  # its client went away: no answer sent, the row counts
+                    self._log(job, response, "interrupted")
+                except AgenticError as error:
+                    self._end(job, response, error)
+                except Exception as error:  # noqa: BLE001 - the client hears why
+                    self._end(job, response, GenerationError(f"Generation failed: {error}"))
+                events.close()  # type: ignore[attr-defined]
+                del streams[index]
 
     def _run(self, job: Job) -> None:
         response = Response(events=(), provider="onnx", model=job.model_name,
@@ -307,14 +388,16 @@ class ModelPool:
                  threads: int | None = None, max_queue: int = 16, kv_slots: int | None = None,
                  kv_cache_mb: float | None = None, keep_alive_s: float | None = None,
                  memory_budget_bytes: int | None = None, on_demand: bool = False,
-                 device_ids: Sequence[int] = ()) -> None:
+                 device_ids: Sequence[int] = (), batch_size: int | None = None) -> None:
         """`kv_slots`: conversations kept per model (default core.generation.kv_budget's);
         `kv_cache_mb`: their KV caches' memory per model (default: half the memory available
         once the models are loaded, shared by the models). The service (`serve --service`):
         `on_demand` loads a model a request names; `keep_alive_s` unloads an idle model (None:
         never); `memory_budget_bytes` bounds the loaded models' weights (server.residency).
         `device_ids`: the GPUs each model is loaded on; two or more: a copy per GPU, each with
-        its own worker (server.replicas), its KV-cache slots and its share of the budgets."""
+        its own worker (server.replicas), its KV-cache slots and its share of the budgets.
+        `batch_size`: waiting plain requests decoded together per model (core.generation.batch;
+        None: its default for the EP the model runs on)."""
         from agentic_onnx.core.generation.kv_budget import DEFAULT_KV_SLOTS
 
         self.specs = list(specs)
@@ -322,6 +405,7 @@ class ModelPool:
         self.threads = threads
         self.device_ids = tuple(device_ids)
         self.max_queue = max_queue
+        self.batch_size = batch_size
         self.kv_slots = kv_slots or DEFAULT_KV_SLOTS
         self.kv_cache_mb = kv_cache_mb
         self.workers: dict[str, ModelWorker | ModelReplicas] = {}  # per served model id
@@ -381,12 +465,14 @@ class ModelPool:
     def _worker(self, model_id: str, copies: list[Any], models: int) -> ModelWorker | ModelReplicas:
         """A ModelWorker for one copy; for several, their ModelReplicas. Each copy's KV caches
         get the budget of one model (`--kv-cache-mb`, else a share of its own GPU's memory)."""
+        from agentic_onnx.core.generation.batch import default_batch_size
         from agentic_onnx.core.generation.kv_budget import MIB, default_budget_bytes
 
         workers = [ModelWorker(model_id, loaded, self.max_queue, self.kv_slots,
                                int(self.kv_cache_mb * MIB) if self.kv_cache_mb else
                                default_budget_bytes(loaded.execution_provider, models,
-                                                    loaded.device_id))
+                                                    loaded.device_id),
+                               self.batch_size or default_batch_size(loaded.execution_provider))
                    for loaded in copies]
         return workers[0] if len(workers) == 1 else ModelReplicas(model_id, workers)
 

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
     from agentic_onnx.core.generation.engine import LoadedModel
 
 
+# Per execution provider, by measurement (docs/performance.md): the CPU gains; the GPU EPs are
+# not measured yet, so they keep one request at a time.
+DEFAULT_BATCH_SIZES = {"cpu": 4}
+
+
+def default_batch_size(execution_provider: str) -> int:
+    return DEFAULT_BATCH_SIZES.get(execution_provider, 1)
+
+
 def batchable(request: ChatRequest) -> bool:
     """A plain request whose sampling a shared generator can do (greedy, or unseeded)."""
     return not (request.tools or request.response_format is not None or request.images

@@ -91,6 +91,13 @@ class LocalGeneration:
             else self._text_stream(request, tenant)
         return self._with_cached_counts(events)
 
+    def continues(self, request: ChatRequest, tenant: str = "") -> bool:
+        """Whether `request` is the next turn of a conversation whose KV cache `tenant` keeps
+        here (reusing it saves more than decoding the request in a batch)."""
+        if not self.keep_prefix or request.images or request.tools:
+            return False
+        return self.cache.continues(request.messages, tenant)
+
     def kv_usage(self) -> dict[str, object]:
         """The kept KV caches: slots used, their bound, megabytes (PrefixCache.usage)."""
         return self.cache.usage()

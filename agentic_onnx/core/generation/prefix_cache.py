@@ -112,6 +112,17 @@ class PrefixCache:
         """The prompt tokens of `messages` (remembered, so `stream` does not encode them twice)."""
         return self._view.encode(self._view.render_prompt(messages))
 
+    def continues(self, messages: Sequence[Message], tenant: str) -> bool:
+        """Whether `messages`' prompt goes on from the whole last prompt of a kept slot of
+        `tenant` (a conversation's next turn; a shared system prompt is not one). Encodes
+        nothing when the tenant keeps no slot."""
+        slots = [slot for slot in self._slots if slot.tenant == tenant and slot.prompt_tokens]
+        if not slots:
+            return False
+        prompt = self.encode_prompt(messages)
+        return any(common_prefix_length(self._sequence(slot), prompt) >= slot.prompt_tokens
+                   for slot in slots)
+
     def reset(self) -> None:
         """Forget every slot; the next request starts a new generator."""
         for slot in list(self._slots):
