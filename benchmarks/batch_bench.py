@@ -19,65 +19,10 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway_bench import Serve  # noqa: E402
-
-TASK = "Write a short story about a robot who learns to paint."
-
-
-def ask(url: str, model: str, max_tokens: int, client: int = 0) -> tuple[float | None, int, str]:
-    """One streamed greedy request of client number `client` (each its own prompt, so none
-    continues another's cached conversation): (seconds to the first text, tokens, text)."""
-    import httpx2
-
-    body = {"model": model, "messages": [{"role": "user", "content": f"{TASK} ({client})"}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
-    started, first, tokens, text = time.perf_counter(), None, 0, []
-    with httpx2.Client(timeout=600) as client:
-        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
-            reply.raise_for_status()
-            for line in reply.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        first = first or time.perf_counter() - started
-                        text.append(piece)
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
-    return first, tokens, "".join(text)
-
-
-def load(url: str, model: str, clients: int, max_tokens: int) -> dict:
-    results: list[tuple[float | None, int, str]] = []
-    lock, start = threading.Lock(), threading.Barrier(clients + 1)
-
-    def client(number: int) -> None:
-        start.wait()
-        result = ask(url, model, max_tokens, number)
-        with lock:
-            results.append((number, result))
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
-    ttfts = sorted(first for _, (first, _, _) in results if first is not None)
-    return {"wall_s": wall, "tokens_per_s": sum(t for _, (_, t, _) in results) / wall,
-            "ttft_p50_s": statistics.median(ttfts),
-            "ttft_p95_s": ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))],
-            "texts": {number: text for number, (_, _, text) in results}}
+from http_load import Serve, ask, load  # noqa: E402
 
 
 def main() -> int:
@@ -105,8 +50,9 @@ def main() -> int:
                     served = Path(model).name
                     ask(server.url, served, 4, client=-1)  # warm-up
                     for count in clients:
-                        rows.setdefault((size, count), []).append(
-                            load(server.url, served, count, args.max_tokens))
+                        result = load(server.url, served, count, args.max_tokens)
+                        result["texts"] = {a.client: a.text for a in result.pop("answers")}
+                        rows.setdefault((size, count), []).append(result)
                 finally:
                     server.stop()
     print(f"{args.max_tokens} greedy tokens per request, {args.rounds} rounds, "

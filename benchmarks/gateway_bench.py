@@ -23,110 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
-TASK = "Write a short story about a robot who learns to paint."
+sys.path.insert(0, str(Path(__file__).parent))
+from http_load import Serve, ask, load  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Serve:
-    """One `agentic-onnx serve` process, ready when /health answers 200."""
-
-    def __init__(self, home: Path, *args: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "AGENTIC_FLOW_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        self.log = open(home / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentic_onnx", "serve", "--host", "127.0.0.1", "--port",
-             str(self.port), *args], stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 300) -> None:
-        import httpx2
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited: see {self.log.name}")
-            try:
-                if httpx2.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"serve did not get ready: see {self.log.name}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
-def stream_one(url: str, model: str, max_tokens: int) -> tuple[float | None, int, str]:
-    """One streamed request: (seconds to the first text, completion tokens, deployment)."""
-    import httpx2
-
-    body = {"model": model, "messages": [{"role": "user", "content": TASK}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
-    started, first, tokens = time.perf_counter(), None, 0
-    with httpx2.Client(timeout=600) as client:
-        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
-            reply.raise_for_status()
-            deployment = reply.headers.get("x-agentic-deployment", "direct")
-            for line in reply.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if first is None and any((c.get("delta") or {}).get("content")
-                                         for c in chunk.get("choices") or []):
-                    first = time.perf_counter() - started
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
-    return first, tokens, deployment
-
-
-def load(url: str, model: str, clients: int, requests: int, max_tokens: int) -> dict:
-    results: list[tuple[float | None, int, str]] = []
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
-
-    def client() -> None:
-        start.wait()
-        for _ in range(requests):
-            result = stream_one(url, model, max_tokens)
-            with lock:
-                results.append(result)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
-    ttfts = sorted(first for first, _, _ in results if first is not None)
-    return {"wall_s": round(wall, 2),
-            "tokens_per_s": round(sum(tokens for _, tokens, _ in results) / wall, 2),
-            "ttft_p50_ms": round(statistics.median(ttfts) * 1000, 1) if ttfts else None,
-            "ttft_p95_ms": round(ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] * 1000, 1)
-            if ttfts else None,
-            "per_deployment": dict(Counter(deployment for _, _, deployment in results))}
+def summary(nodes: int, threads: int, via: str, result: dict) -> dict:
+    return {"nodes": nodes, "threads_per_node": threads, "via": via,
+            "wall_s": round(result["wall_s"], 2),
+            "tokens_per_s": round(result["tokens_per_s"], 2),
+            "ttft_p50_ms": round(result["ttft_p50_s"] * 1000, 1),
+            "ttft_p95_ms": round(result["ttft_p95_s"] * 1000, 1),
+            "per_deployment": dict(Counter(a.deployment for a in result["answers"]))}
 
 
 def main() -> int:
@@ -162,17 +74,14 @@ def main() -> int:
             gateway = Serve(gateway_home, "--model", model, "--threads", "1", "--route",
                             "--max-queue", str(args.clients * 2))
             try:
-                stream_one(gateway.url, "auto", 4)  # each node's first request, once
+                ask(gateway.url, "auto", 4, client=-1)  # each node's first request, once
                 for node in nodes[1:]:
-                    stream_one(node.url, model_id, 4)
-                row = {"nodes": count, "threads_per_node": threads, "via": "gateway",
-                       **load(gateway.url, "auto", args.clients, args.requests,
-                              args.max_tokens)}
-                rows.append(row)
+                    ask(node.url, model_id, 4, client=-1)
+                rows.append(summary(count, threads, "gateway", load(
+                    gateway.url, "auto", args.clients, args.max_tokens, args.requests)))
                 if count == 1:
-                    rows.append({"nodes": 1, "threads_per_node": threads, "via": "direct",
-                                 **load(nodes[0].url, model_id, args.clients, args.requests,
-                                        args.max_tokens)})
+                    rows.append(summary(1, threads, "direct", load(
+                        nodes[0].url, model_id, args.clients, args.max_tokens, args.requests)))
             finally:
                 gateway.stop()
                 for node in nodes:

@@ -161,6 +161,22 @@ def gguf_path(shape: str, kind: str = "Q4_0") -> Path:
     return CACHE / "models" / SHAPES[shape] / f"model-{kind}.gguf"
 
 
+def converter_path(source: Path) -> str:
+    """PYTHONPATH for convert_hf_to_gguf.py: the vendored gguf-py, and sentencepiece (which the
+    converter imports before it looks for a tokenizer.model) installed under the cache when
+    this Python lacks it, so the environment itself is left alone."""
+    paths = [str(source / "gguf-py")]
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        target = CACHE / "pydeps"
+        if not (target / "sentencepiece").is_dir():
+            run([sys.executable, "-m", "pip", "install", "--target", target,
+                 "sentencepiece>=0.1.98,<0.3.0"])  # llama.cpp's requirements-convert pin
+        paths.append(str(target))
+    return os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
+
+
 def write_llama_tokenizer(vocab_size: int, out: Path) -> None:
     """A Llama-2-style tokenizer.json (BPE, byte fallback, "▁" for spaces) of exactly
     `vocab_size` ids: <unk> <s> </s>, the 256 byte tokens, then printable filler pieces. The
@@ -221,9 +237,8 @@ def step_convert(shape_name: str, seed: int, force: bool) -> dict:
         write_llama_checkpoint(shape, hf_dir, seed)
         timings["hf_checkpoint_s"] = round(time.time() - started, 1)
         started = time.time()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(source / "gguf-py"), os.environ.get("PYTHONPATH")])),
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONPATH": converter_path(source), "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_OFFLINE": "1"}
         run([*NICE, sys.executable, source / "convert_hf_to_gguf.py", hf_dir,
              "--outtype", "f16", "--outfile", f16], env=env)
         timings["gguf_f16_s"] = round(time.time() - started, 1)
@@ -271,11 +286,11 @@ def gguf_bytes_per_token(path: Path, source: Path) -> dict:
     total = sum(int(t.n_bytes) for t in tensors)
     table = next(t for t in tensors if t.name == "token_embd.weight")
     rows = int(table.shape[-1])  # GGUF lists dimensions innermost first: (hidden, vocab)
-    types = sorted({(t.name.split(".")[-2] if "blk." in t.name else t.name, t.tensor_type.name)
-                    for t in tensors if len(t.shape) > 1 and t.shape[1] > 1})
+    types = {f"{t.name.split('.', 2)[-1] if t.name.startswith('blk.') else t.name}: "
+             f"{t.tensor_type.name}" for t in tensors if len(t.shape) > 1}
     return {"weights_bytes": total, "embedding_bytes": int(table.n_bytes),
             "bytes_per_token": total - int(table.n_bytes) + int(table.n_bytes) // rows,
-            "tensor_types": sorted({f"{name}: {kind}" for name, kind in types})}
+            "tensor_types": sorted(types)}
 
 
 # ---- bench ------------------------------------------------------------------------------------
@@ -324,6 +339,7 @@ def step_bench(shape_name: str, reps: int, quiet_wait: float) -> dict:
                      "threads": threads, "reps": reps, "prompt_tokens": PROMPT_TOKENS,
                      "gen_tokens": GEN_TOKENS, "machine": run_benchmarks.machine(),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "llama_cpp_source": llama_cpp_dir().parent.parent.name,
                      "load_before": os.getloadavg(), "bandwidth_gbps": [],
                      "onnx": onnx_bytes_per_token(model),
                      "gguf": gguf_bytes_per_token(gguf, llama_cpp_dir()),

@@ -5,7 +5,6 @@ units on a fake clock, then through route_and_stream against loopback fake serve
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -161,7 +160,7 @@ def test_breaker_settings_come_from_agentic_flows_performance_keys():
         == BreakerSettings(False, 3, 0.5)
 
 
-# -- rate limits ------------------------------------------------------------------------------------
+# -- rate limits ---------------------------------------------------------------------------------
 
 def test_a_requests_window_slides():
     clock = Clock()
@@ -190,7 +189,8 @@ def test_a_tokens_window_frees_when_enough_old_tokens_leave():
 def test_the_windows_start_from_the_usage_logs_last_minute():
     clock = Clock()
     now = datetime.now(timezone.utc)
-    history = [("p", "m", now - timedelta(seconds=30), 40), ("p", "m", now - timedelta(seconds=5), 0)]
+    history = [("p", "m", now - timedelta(seconds=30), 40),
+               ("p", "m", now - timedelta(seconds=5), 0)]
     limiter = RateLimiter(clock, history=lambda since: history)
     assert limiter.wait_s(("provider", "p"), Limit(requests=2)) == pytest.approx(30.0, abs=1)
     assert limiter.wait_s(("model", "p", "m"), Limit(tokens=40)) == pytest.approx(30.0, abs=1)
@@ -210,7 +210,7 @@ def test_a_deployment_at_its_limit_is_skipped_then_refused():
     assert refused.value.http_status == 429 and refused.value.retry_after_s == pytest.approx(60)
 
 
-# -- through the router, against loopback fakes -----------------------------------------------------
+# -- through the router, against loopback fakes ----------------------------------------------
 
 @pytest.fixture
 def fakes():
@@ -254,12 +254,9 @@ def test_cooldown_then_a_half_open_probe_brings_a_deployment_back(tmp_path, fake
     monkeypatch.setattr(deployments, "DEPLOYMENTS", pool(clock))
     broken, healthy = fakes
     broken.script(status(503), status(503))
-    path = write_config(tmp_path, pool_config(
-        [broken.base_url, healthy.base_url],
-        ), )
-    config = json.loads(path.read_text())
+    config = pool_config([broken.base_url, healthy.base_url])
     config["routing"]["performance"] = {"circuitBreaker": {"threshold": 2, "cooldownMs": 30000}}
-    path.write_text(json.dumps(config))
+    path = write_config(tmp_path, config)
     for _ in range(4):
         assert route(path).response.text == "Hello from the cloud."
     # turns: broken (503, failover), broken again (503: open), then healthy only

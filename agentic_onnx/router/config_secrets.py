@@ -1,8 +1,8 @@
 """Which config values are secrets, registered for `secrets.redact` as the config is loaded.
 
 Secret-bearing places: a provider's (and each deployment's) `apiKey`, every value of its
-`headers`, and the credentials of its URLs (userinfo, query values). A `${VAR}` substituted into a URL is a
-secret too, unless it only names the host and port (`http://${VLLM_HOST}/v1`).
+`headers`, and the credentials of its URLs (userinfo, query values). A `${VAR}` substituted into
+a URL is a secret too, unless it only names the host and port (`http://${VLLM_HOST}/v1`).
 """
 
 from __future__ import annotations

@@ -197,11 +197,6 @@ class DeploymentPool:
                      "ttft_ms": round(state.ttft_s * 1000, 1) if state.ttft_s else None}
                     for (provider, url), state in self._states.items()]
 
-    def forget(self) -> None:
-        """Drop every deployment's state (tests; a new config in a long-lived process)."""
-        with self._lock:
-            self._states.clear()
-
     def _choose(self, usable: list[Endpoint], strategy: str) -> Endpoint:
         if strategy == "simple-shuffle":
             return self._rng.choices(usable, weights=[e.weight for e in usable])[0]

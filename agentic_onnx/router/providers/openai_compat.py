@@ -3,8 +3,8 @@ Local, a local `agentic-onnx serve`, OpenAI itself (and OpenRouter, in openroute
 
 Several base URLs (`baseUrls`, or `deployments` with their own keys, weights, models and limits)
 are balanced by router/deployments.py: a request that fails on one deployment before any output
-moves at once to another (each at most once), with the circuit breaker keeping failed ones out. The stream is
-`data: {chunk}` lines ending with `data: [DONE]`; usage arrives in the last chunk
+moves at once to another (each at most once), and the circuit breaker keeps failing ones out.
+The stream is `data: {chunk}` lines ending with `data: [DONE]`; usage arrives in the last chunk
 (`stream_options.include_usage`); an `error` object may arrive inside a 200 stream.
 `embed` posts to the same server's `/embeddings` (router/embeddings.py is its caller).
 """
@@ -119,7 +119,8 @@ class OpenAICompatProvider(Provider):
         failure: ProviderError | None = None
         while True:
             try:
-                lease = deployments.DEPLOYMENTS.acquire(self._endpoints, self._strategy, self._breaker, tried)
+                lease = deployments.DEPLOYMENTS.acquire(self._endpoints, self._strategy,
+                                                        self._breaker, tried)
             except ProviderError:
                 if failure is not None:  # the others cool down: the failure that counts
                     raise failure from None
