@@ -82,3 +82,42 @@ def test_the_least_recently_used_entries_go_past_max_size(tmp_path):
     kept = cache.get(answers["one"])
     assert [event.text for event in replay(kept) if isinstance(event, TextDelta)] == ["one"]
     assert cache.get(answers["three"]) is not None
+
+
+def test_a_fallbacks_answer_is_not_kept_as_the_first_providers(openai_fake, hermetic_env):  # noqa: F811
+    from .fake_cloud import status
+    from .router_support import TINY
+
+    data = {"defaultProvider": "vllm", "fallbackChain": ["vllm", "onnx"],
+            "providers": {"onnx": {"models": {"default": str(TINY)}},
+                          "vllm": {"type": "openai", "baseUrl": openai_fake.base_url,
+                                   "timeout": 5000, "maxRetries": 0,
+                                   "models": {"default": "served-model"}}},
+            "cache": {"enabled": True, "ttl": 3600, "maxSize": 10}, "retry": dict(FAST_RETRY)}
+    (hermetic_env / "config.json").write_text(json.dumps(data), encoding="utf-8")
+    openai_fake.script(status(500))
+    ask_route = ["run", "-t", "Say hello.", "--json", "--max-tokens", "4"]
+    fell_back = json.loads(run_cli(*ask_route).stdout)
+    assert fell_back["provider"] == "onnx" and fell_back["cached"] is False
+    again = json.loads(run_cli(*ask_route).stdout)  # vllm is asked, not the local answer replayed
+    assert again["provider"] == "vllm" and again["cached"] is False
+    assert json.loads(run_cli(*ask_route).stdout)["cached"] is True  # now vllm's own answer
+
+
+def test_a_cached_answer_is_given_past_a_budget_limit(openai_fake, hermetic_env):  # noqa: F811
+    from agentic_onnx.router.usage import UsageRecord, log_request
+
+    config(openai_fake, hermetic_env)
+    first = ask()
+    data = json.loads((hermetic_env / "config.json").read_text())
+    data["routing"] = {"costOptimization": {"budgetLimits": {"daily": 1.0}}}
+    (hermetic_env / "config.json").write_text(json.dumps(data), encoding="utf-8")
+    log_request(UsageRecord(command="run", provider="vllm", model="served-model", rule=None,
+                            private=False, local=False, prompt_tokens=1, completion_tokens=1,
+                            cost_usd=2.0, latency_ms=1.0, ttft_ms=1.0, outcome="ok", error=None,
+                            attempts=1, prompt=None, cached=False))  # today: over the limit
+    cached = ask()
+    assert cached["cached"] is True and cached["text"] == first["text"]
+    assert len(openai_fake.requests) == 1
+    refused = run_cli(*ASK, "--max-tokens", "9")  # not cached: refused by the budget
+    assert refused.returncode != 0 and len(openai_fake.requests) == 1

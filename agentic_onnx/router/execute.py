@@ -109,6 +109,20 @@ def route_and_stream(
     if not fallback:
         decision.candidates = decision.candidates[:1]
     options = _apply_action(request.options, decision)
+    log = _UsageLogger(loaded, decision, command, request.task_text if log_prompts else None,
+                       notice)
+    # The cache first: a stored answer sends nothing and costs nothing, whatever the limits.
+    log.cache, log.cache_key = _cache_for(loaded, request, decision, options, notice)
+    if log.cache_key is not None:
+        answer = _cached_answer(log.cache, log.cache_key, notice)
+        if answer is not None:  # nothing is sent: the stored answer, replayed
+            from agentic_onnx.router.response_cache import replay
+
+            response = Response(events=(), provider=answer["provider"], model=answer["model"],
+                                execution_provider=answer["execution_provider"])
+            response.events = log.replayed(replay(answer), response)
+            return RoutedRun(decision, response, [], loaded.path, cached=True)
+    log.cache_provider = decision.candidates[0].provider if decision.candidates else None
     _apply_spend_limits(loaded, decision, request, options, notice)
     providers: dict[str, Provider] = {}
 
@@ -133,19 +147,6 @@ def route_and_stream(
         max_retries_for=lambda name: loaded.config.entry(name).max_retries,
         sleep=sleep, notice=notice, limits=ProviderLimits(loaded.config, sleep=sleep))
     run = RoutedRun(decision, None, executor.attempts, loaded.path)
-    log = _UsageLogger(loaded, decision, command, request.task_text if log_prompts else None,
-                       notice)
-    log.cache, log.cache_key = _cache_for(loaded, request, decision, options, notice)
-    if log.cache_key is not None:
-        answer = _cached_answer(log.cache, log.cache_key, notice)
-        if answer is not None:  # nothing is sent: the stored answer, replayed
-            from agentic_onnx.router.response_cache import replay
-
-            response = Response(events=(), provider=answer["provider"], model=answer["model"],
-                                execution_provider=answer["execution_provider"])
-            response.events = log.replayed(replay(answer), response)
-            run.response, run.cached = response, True
-            return run
     try:
         executor.prepare_first()
     except AgenticError as error:
@@ -321,6 +322,7 @@ class _UsageLogger:
 
     cache: Any = None  # router.response_cache.ResponseCache, when the config turns it on
     cache_key: str | None = None
+    cache_provider: str | None = None  # the provider the key is for: only its answers are kept
     local: bool | None = None  # whether what answered runs locally (its deployment's flag)
 
     def __init__(self, loaded: LoadedConfig, decision: Decision, command: str,
@@ -335,7 +337,10 @@ class _UsageLogger:
         self._write(response, "ok", None, [], cached=True)
 
     def _store(self, response: Response) -> None:
-        if self.cache is None or self.cache_key is None:
+        """Keep the answer under the request's key, when the provider the key names gave it (a
+        fallback's answer is not that provider's)."""
+        if self.cache is None or self.cache_key is None or \
+                response.provider != self.cache_provider:
             return
         try:
             self.cache.put(self.cache_key, response)
