@@ -8,7 +8,8 @@ as a string, in `bench` mode) and prints one `BARE_JSON {...}` line on stderr at
     python benchmarks/bare_loop.py bench  MODEL --prompt-tokens 64 --gen-tokens 128 -n 5 --warmup 1
 
 `--threads 0` leaves intra_op_num_threads at genai's default; otherwise it is set through
-Config.overlay exactly as agentic_onnx.core.generation.engine does. `single` mirrors one `agentic-onnx run`
+Config.overlay exactly as agentic_onnx.core.generation.engine does. `--session-options JSON`
+overlays more of the decoder's session options (benchmarks/cpu_knobs.py tries them). `single` mirrors one `agentic-onnx run`
 process: load, render the chat template, encode, then one generation whose tokens are decoded
 and written to stdout as they come (flushed per token, like genai's example).
 """
@@ -22,7 +23,7 @@ import sys
 import time
 
 
-def load(path: str, threads: int, ep: str = "cpu"):
+def load(path: str, threads: int, ep: str = "cpu", session_options: dict | None = None):
     import onnxruntime_genai as og
 
     og.disable_telemetry_events()
@@ -30,9 +31,9 @@ def load(path: str, threads: int, ep: str = "cpu"):
     config = og.Config(path)
     if ep == "cpu":  # else: the variant's own provider options (a CUDA variant runs on CUDA)
         config.clear_providers()
-    if threads:
-        config.overlay(json.dumps(
-            {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    options = {**({"intra_op_num_threads": threads} if threads else {}), **(session_options or {})}
+    if options:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     tokenizer = og.Tokenizer(model)
     return og, model, tokenizer, time.perf_counter() - started
@@ -76,9 +77,13 @@ def main() -> int:
     parser.add_argument("-n", "--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--ep", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--session-options", default="{}",
+                        help="more of genai's decoder session_options, as JSON")
     args = parser.parse_args()
-    og, model, tokenizer, load_s = load(args.model, args.threads, args.ep)
-    report: dict = {"load_s": load_s, "threads": args.threads}
+    session_options = json.loads(args.session_options)
+    og, model, tokenizer, load_s = load(args.model, args.threads, args.ep, session_options)
+    report: dict = {"load_s": load_s, "threads": args.threads,
+                    "session_options": session_options}
     if args.mode == "single":
         started = time.perf_counter()  # like run's TTFT, include the chat template and encoding
         prompt = tokenizer.apply_chat_template(
