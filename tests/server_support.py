@@ -44,12 +44,16 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 class Server:
     """`python -m agentic_onnx serve ...` in a subprocess; `stop()` ends it with Ctrl-C."""
 
-    def __init__(self, *args: str, slow_decode_s: float = 0.0) -> None:
+    def __init__(self, *args: str, slow_decode_s: float = 0.0,
+                 decode_gate: Path | None = None) -> None:
+        """`slow_decode_s`: seconds added to each decode step; `decode_gate`: a file whose
+        existence holds every decode step (tests/slow_decode)."""
         self.args = args
         self.api_key = args[args.index("--api-key") + 1] if "--api-key" in args else None
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if slow_decode_s:
-            self.env.update(PYTHONPATH=str(SLOW_DECODE), AGENTIC_TEST_DECODE_DELAY_S=str(slow_decode_s))
+        if slow_decode_s or decode_gate is not None:
+            self.env.update(PYTHONPATH=str(SLOW_DECODE), AGENTIC_TEST_DECODE_DELAY_S=str(slow_decode_s),
+                            AGENTIC_TEST_DECODE_GATE=str(decode_gate or ""))
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block it

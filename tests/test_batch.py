@@ -145,3 +145,45 @@ def test_a_conversations_next_turn_keeps_its_cache_instead_of_joining_a_batch():
     assert local.continues(turn, "alice")
     assert not local.continues(turn, "bob")  # another tenant's cache is not its
     assert not local.continues(request(PROMPTS[1]), "alice")  # the same template, a new prompt
+
+
+def test_concurrent_sdk_clients_of_serve_get_the_answers_they_get_alone(tmp_path):
+    """Through a real `serve` and the OpenAI SDK: one request holds the model (a gate on its
+    decode steps), three queue behind it, and when the gate opens they decode as one batch."""
+    import threading
+
+    from .server_support import Server
+
+    gate = tmp_path / "gate"
+    served = Server("--model", str(MODELS / "tiny-qwen2-fp32"), "--threads", "1",
+                    "--batch-size", "4", decode_gate=gate).start()
+    try:
+        client = served.openai_client()
+
+        def ask(text: str, max_tokens: int, user: str) -> str:
+            # each `user` is a tenant of its own: no request finds another's kept KV cache
+            reply = client.chat.completions.create(
+                model="tiny-qwen2-fp32", messages=[{"role": "user", "content": text}],
+                max_tokens=max_tokens, temperature=0, user=user)
+            return reply.choices[0].message.content or ""
+
+        asks = [(PROMPTS[0], 6), (PROMPTS[1], 12), (PROMPTS[2], 9), (PROMPTS[0] + "!", 7)]
+        alone = [ask(text, tokens, "alone") for text, tokens in asks]  # one at a time
+        assert served.health()["models"][0]["batched"] == 0
+        gate.touch()
+        answers: dict[int, str] = {}
+        threads = [threading.Thread(
+            target=lambda i=i: answers.__setitem__(i, ask(*asks[i], f"client-{i}")))
+            for i in range(4)]
+        threads[0].start()
+        served.wait_for(lambda model: model["running"] == 1)
+        for thread in threads[1:]:
+            thread.start()
+        served.wait_for(lambda model: model["waiting"] == 3)
+        gate.unlink()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [answers[i] for i in range(4)] == alone
+        assert served.health()["models"][0]["batched"] == 3
+    finally:
+        served.stop()
