@@ -67,11 +67,15 @@ class Answer:
 
 
 def ask(url: str, model: str, max_tokens: int, client: int = 0) -> Answer:
-    """One streamed greedy request of client number `client`: each client its own prompt, so
-    none continues another's cached conversation."""
+    """One streamed greedy request of client number `client`: each client its own prompt, and
+    each request a tenant of its own (`user`), so none reuses a kept KV cache: what is measured
+    is decoding, not the prefix cache."""
+    import uuid
+
     import httpx2
 
     body = {"model": model, "messages": [{"role": "user", "content": f"{TASK} ({client})"}],
+            "user": f"bench-{uuid.uuid4().hex}",
             "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     started, first, tokens, text = time.perf_counter(), None, 0, []

@@ -3,9 +3,12 @@
 
     python benchmarks/make_shapes.py --shape fast             # once: the ONNX side (int4, CPU)
     python benchmarks/llama_cpp_compare.py --shape fast       # build, convert, bench
-    python benchmarks/llama_cpp_compare.py --steps bench --reps 6   # again, reusing both
-    python benchmarks/llama_cpp_compare.py                    # the Phi-3-mini shape: hours of
-                                                              # two cores and ~16 GB of disk
+    python benchmarks/llama_cpp_compare.py --shape fast --steps bench --reps 6   # again
+    python benchmarks/llama_cpp_compare.py                    # the Phi-3-mini shape (default)
+
+The Phi-3-mini shape needs its ONNX model (make_shapes.py), about 16 GB of free disk while
+converting (the fp16 checkpoint and the f16 GGUF, 7.6 GB each; 2.2 GB stay) and ~10 GB of
+memory, and it keeps both cores busy for tens of minutes: run it alone, by hand.
 
 Steps (`--steps build,convert,bench`, all by default; each skips what is already done):
 
@@ -13,15 +16,17 @@ Steps (`--steps build,convert,bench`, all by default; each skips what is already
   distribution; `--llama-cpp-python 0.3.36` pins it) into benchmarks/.cache/llama_cpp/
   (git-ignored), unpacked, and its vendored llama.cpp (`vendor/llama.cpp`) built with cmake,
   Release, `-DGGML_NATIVE=ON`, static, only the `llama-bench` and `llama-quantize` targets, under
-  `nice -n 10`. About 7 minutes on 2 cores; skipped when both binaries exist.
+  `nice -n 10`. 14 minutes on 2 cores (the sdist 76 MB); skipped when both binaries exist.
 - `convert`: the llama.cpp twin of the ONNX shape: a random-weight `LlamaForCausalLM` with the
   ONNX model's hidden size, layers, heads, kv heads, intermediate size and vocab (its shape.json,
   written by make_shapes.py), initialised by make_shapes.random_model in fp16 and saved as
   safetensors; the vendored `convert_hf_to_gguf.py --outtype f16`; `llama-quantize ... Q4_0`.
   The HF checkpoint and the f16 GGUF are deleted once used (7.6 GB each for Phi-3-mini); only
   benchmarks/.cache/llama_cpp/models/<shape>/model-Q4_0.gguf stays. Phi-3 fuses qkv and
-  gate/up into one matrix each; llama keeps them apart with the same sizes, so both models read
-  the same weights per token. The tokenizer is a generated Llama-style BPE of exactly `vocab`
+  gate/up into one matrix each; llama keeps them apart with the same sizes, so both models
+  multiply the same matrices per token. Their formats differ a little (genai's int4 block 32
+  with an fp32 scale is 5.0 bits per weight, Q4_0 4.5; llama-quantize keeps output.weight at
+  Q6_K and genai its embedding table at fp32), so each side gets its own ceiling. The tokenizer is a generated Llama-style BPE of exactly `vocab`
   tokens (the converter needs one, llama.cpp sizes its logits by it; llama-bench feeds random
   ids, so its contents do not matter).
 - `bench`: `--reps` repetitions (default 4), interleaved, the order alternating, each after
@@ -46,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -220,6 +226,10 @@ def write_llama_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
     write_llama_tokenizer(shape["vocab_size"], hf_dir)
 
 
+def peak_rss_gb(who: int) -> float:
+    return round(resource.getrusage(who).ru_maxrss * 1024 / 1e9, 2)  # Linux: KiB
+
+
 def step_convert(shape_name: str, seed: int, force: bool) -> dict:
     final = gguf_path(shape_name)
     if final.is_file() and not force:
@@ -236,6 +246,7 @@ def step_convert(shape_name: str, seed: int, force: bool) -> dict:
         log(f"convert: random LlamaForCausalLM {shape}")
         write_llama_checkpoint(shape, hf_dir, seed)
         timings["hf_checkpoint_s"] = round(time.time() - started, 1)
+        timings["hf_checkpoint_peak_rss_gb"] = peak_rss_gb(resource.RUSAGE_SELF)
         started = time.time()
         env = {**os.environ, "PYTHONPATH": converter_path(source), "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1"}
@@ -253,6 +264,7 @@ def step_convert(shape_name: str, seed: int, force: bool) -> dict:
         f16.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     timings["quantize_s"] = round(time.time() - started, 1)
+    timings["converter_quantize_peak_rss_gb"] = peak_rss_gb(resource.RUSAGE_CHILDREN)
     log(f"convert: {final} ({final.stat().st_size / 1e9:.3f} GB) {timings}")
     return timings
 
