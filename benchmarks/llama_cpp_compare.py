@@ -186,7 +186,7 @@ def converter_path(source: Path) -> str:
 def write_llama_tokenizer(vocab_size: int, out: Path) -> None:
     """A Llama-2-style tokenizer.json (BPE, byte fallback, "▁" for spaces) of exactly
     `vocab_size` ids: <unk> <s> </s>, the 256 byte tokens, then printable filler pieces. The
-    converter reads it as a Llama HF vocab (no sentencepiece needed)."""
+    converter reads it as a Llama HF vocab; no tokenizer.model needed."""
     from tokenizers import Tokenizer, decoders, models, normalizers
 
     pieces = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), "▁"]
@@ -207,8 +207,8 @@ def write_llama_tokenizer(vocab_size: int, out: Path) -> None:
 
 
 def write_llama_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
-    """The shape as a random LlamaForCausalLM in fp16 safetensors (shards of 2 GB keep the
-    peak memory near the model's own size)."""
+    """The shape as a random LlamaForCausalLM in fp16 safetensors (2 GB shards bound what
+    saving adds to the model's own memory)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -414,7 +414,10 @@ def markdown(results: dict, summary: dict) -> str:
              f"{dims['vocab_size']}; {results['threads']} threads; pp{results['prompt_tokens']} + "
              f"tg{results['gen_tokens']}; {results['reps']} interleaved repetitions; read "
              f"bandwidth {summary['bandwidth_gbps_best']} GB/s (best of "
-             f"{results['bandwidth_gbps']}); {machine.get('cpu', machine)}.", "",
+             f"{results['bandwidth_gbps']}); {machine['cpu']}, SIMD {', '.join(machine['simd'])}; "
+             f"onnxruntime-genai {machine['onnxruntime_genai']}, llama.cpp "
+             f"{results['llama_cpp'][0]['build']['build_commit']} (vendored in "
+             f"{results['llama_cpp_source']}).", "",
              "| program | prefill tok/s, median (range) | decode tok/s, median (range) "
              "| weight MB read per token | decode ceiling tok/s | decode / ceiling |",
              "|---|---:|---:|---:|---:|---:|"]
