@@ -59,8 +59,11 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ep", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the check a lent GPU machine runs before batching is "
+                        "turned on there by default")
     args = parser.parse_args()
-    model = load_model(open_model_folder(Path(args.model)), "cpu", args.threads)
+    model = load_model(open_model_folder(Path(args.model)), args.ep, args.threads)
     options = build_options(max_tokens=args.max_tokens)
     requests = [ChatRequest.of([{"role": "user", "content": f"{TASK} ({n})"}], options=options)
                 for n in range(args.requests)]
@@ -84,7 +87,8 @@ def main() -> int:
     alone_tps = statistics.median(row["alone_tps"] for row in rows)
     batched_tps = statistics.median(row["batched_tps"] for row in rows)
     print(f"{args.requests} requests x {args.max_tokens} greedy tokens, "
-          f"{os.path.basename(os.path.normpath(args.model))}, threads {args.threads}, "
+          f"{os.path.basename(os.path.normpath(args.model))}, {model.execution_provider}, "
+          f"threads {args.threads}, "
           f"{args.reps} repetitions (medians)\n")
     print("| one at a time tok/s | batched tok/s | ratio | answers equal alone |")
     print("|---:|---:|---:|---|")

@@ -123,6 +123,25 @@ def test_another_tenant_never_reuses_a_slot_even_with_the_same_prompt():
     assert local.kv_usage()["slots"] == 3
 
 
+@pytest.mark.parametrize("name", FP32)
+def test_another_tenants_slot_is_recycled_without_its_tokens(name):
+    """Full slots and a new tenant: the least recently used slot's generator (its whole-context
+    KV cache, seconds to allocate on a large model) serves the new tenant, rewound to nothing:
+    no token reused, the answer a fresh generation's."""
+    model = loaded(name)
+    local = LocalGeneration(model, slots=1)
+    alice, bob = Agent("A", tenant="alice"), Agent("A", tenant="bob")
+    alice.turn(local, QUESTIONS[0])
+    kept = local.cache._slots[0].generator
+    bob.turn(local, QUESTIONS[0], model)  # alice's very prompt: still nothing reused
+    assert bob.cached == [0]
+    [slot] = local.cache._slots
+    assert slot.tenant == "bob" and slot.generator is kept
+    assert bob.turn(local, QUESTIONS[1], model) == expected_reuse(local, bob, 1) > 0  # its own
+    alice.turn(local, QUESTIONS[1], model)  # back to alice: her old tokens are gone
+    assert alice.cached[-1] == 0
+
+
 def test_a_request_with_a_grammar_leaves_the_slots_alone_while_the_budget_has_room():
     """A JSON-mode request runs on a generator of its own: its KV cache counts in the budget,
     and only when it does not fit does the least recently used slot go."""
