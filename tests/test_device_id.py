@@ -332,7 +332,7 @@ def test_two_gpus_answer_two_concurrent_requests_at_once(fake_gpus):
 
 
 def test_one_device_id_is_one_plain_worker(fake_gpus):
-    from agentic_onnx.server.pool import ModelWorker
+    from agentic_onnx.server.worker import ModelWorker
 
     MeetingLocal.meeting = threading.Barrier(1)
     for ids in [(), (1,)]:

@@ -67,7 +67,7 @@ def test_tools_decide_whether_a_request_needs_a_tool_calling_provider():
 def test_every_error_says_what_a_server_answers():
     """One table: each error class carries its HTTP status beside its exit code."""
     from agentic_onnx.router.errors import ConfigError, PrivacyError, ProviderError
-    from agentic_onnx.server.pool import ModelNotServedError, QueueFullError
+    from agentic_onnx.server.worker import ModelNotServedError, QueueFullError
 
     statuses = {UsageError("x"): 400, PromptTooLongError(9, 4): 400,
                 ModelNotFoundError("x"): 404, ModelNotServedError("m", ["a"]): 404,

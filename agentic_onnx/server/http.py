@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from agentic_onnx.core.errors import AgenticError
 from agentic_onnx.core.generation.request import ChatRequest
 from agentic_onnx.core.generation.response import Response
-from agentic_onnx.server.pool import Job, ModelNotServedError, QueueFullError
+from agentic_onnx.server.worker import Job, ModelNotServedError, QueueFullError
 
 MAX_JSON_DEPTH = 100  # tool schemas nest a few levels; nothing a client means nests 100
 
@@ -258,7 +258,7 @@ def check_model(pool: Any, model: str | None) -> None:
 
 def submit(pool: Any, request: ChatRequest, **job: Any) -> Job:
     """Queue the request on its model: 503 while loading or when the queue is full. `job`:
-    tenant and front_end (see pool.Job)."""
+    tenant and front_end (see worker.Job)."""
     if not pool.ready:
         raise ApiError(503, "overloaded_error", "The model is still loading; retry shortly.",
                        retry_after_s=1)

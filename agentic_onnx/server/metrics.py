@@ -3,7 +3,7 @@
 Each app has a `CollectorRegistry` of its own (never prometheus_client's global one), so tests
 and several apps in one process do not collide. What is counted where:
 
-- one `request_done` per finished request, from the usage-row hook of server.pool
+- one `request_done` per finished request, from the usage-row hook of server.worker
   (`ModelWorker._log`): its outcome (`ok`, `invalid`, `error`, `interrupted`), its tokens, and,
   for a generation that ran to its end (`ok`, `invalid`), its TTFT (from queueing, as the usage
   row's) and decode rate, read from the request's core `Response`; a few counter and histogram
@@ -37,7 +37,8 @@ from agentic_onnx.router.local_usage import OUTCOMES  # ok, invalid, error, inte
 
 if TYPE_CHECKING:
     from agentic_onnx.core.generation.response import Response
-    from agentic_onnx.server.pool import Job, ModelPool
+    from agentic_onnx.server.pool import ModelPool
+    from agentic_onnx.server.worker import Job
 
 _server_log = logging.getLogger("uvicorn.error")
 
@@ -91,7 +92,7 @@ class ServerMetrics:
                     counter.labels(model, front_end)
 
     def request_done(self, job: Job, response: Response, outcome: str) -> None:
-        """A finished request (pool.ModelWorker._log, once per request, on its worker thread).
+        """A finished request (worker.ModelWorker._log, once per request, on its worker thread).
         Never raises: metrics must not fail a request or stop its worker."""
         try:
             self._count(job, response, outcome)

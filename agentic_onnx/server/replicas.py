@@ -1,6 +1,6 @@
 """One served model on several GPUs (`serve --device-id 0 --device-id 1`): a copy per GPU.
 
-Each copy is a `pool.ModelWorker` of its own (its thread, queue and KV-cache slots, its model
+Each copy is a `worker.ModelWorker` of its own (its thread, queue and KV-cache slots, its model
 loaded with that GPU's device id), so the copies generate at the same time. A request goes to
 the copy with the fewest requests in flight (running and queued), ties to the first GPU
 listed: the least-in-flight rule the router's deployments use for base URLs. The choice and the
@@ -28,7 +28,7 @@ class ModelReplicas:
         if len(workers) < 2:
             raise ValueError("ModelReplicas needs at least two workers")
         self.model_id = model_id
-        self.replicas = list(workers)  # pool.ModelWorker, in --device-id order
+        self.replicas = list(workers)  # worker.ModelWorker, in --device-id order
         self._choosing = threading.Lock()
 
     @property

@@ -116,7 +116,7 @@ class RouteGate:
         self._in_flight = 0
 
     def enter(self) -> None:
-        from agentic_onnx.server.pool import QueueFullError
+        from agentic_onnx.server.worker import QueueFullError
 
         with self._lock:
             if self._in_flight >= self.max_in_flight:
