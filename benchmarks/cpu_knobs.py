@@ -2,8 +2,12 @@
 """ONNX Runtime's CPU knobs that onnxruntime-genai 0.18 lets a model's config set, each against
 the baseline, in fresh processes interleaved over repetitions.
 
-    python benchmarks/cpu_knobs.py MODEL [--reps 2] [--prompt-tokens 64] [--gen-tokens 64]
-                                         [--variants baseline,threads-1,...]
+    python benchmarks/cpu_knobs.py MODEL [MODEL ...] [--reps 2] [--prompt-tokens 64]
+                                         [--gen-tokens 64] [--variants baseline,threads-1,...]
+
+Several models (the same shape built with other int4 settings: make_shapes.py --block-size 128,
+--accuracy-level 0) are compared variant by variant, the first model's first variant the
+baseline.
 
 Every run is `benchmarks/bare_loop.py bench MODEL` (a bare genai loop: no agentic-onnx code in
 the loop) with the variant's decoder `session_options` overlaid, `--warmup 0 -n 3`: the first
@@ -60,25 +64,29 @@ def run(model: str, options: dict, prompt_tokens: int, gen_tokens: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("model")
+    parser.add_argument("models", nargs="+")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-tokens", type=int, default=64)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
-    names = args.variants.split(",")
+    runs = [(model, variant) for model in args.models for variant in args.variants.split(",")]
+    label = {pair: (f"{Path(pair[0]).name}: {pair[1]}" if len(args.models) > 1 else pair[1])
+             for pair in runs}
+    names = [label[pair] for pair in runs]
     results: dict[str, list[dict]] = {name: [] for name in names}
     for rep in range(args.reps):
-        for name in names:
-            results[name].append(run(args.model, VARIANTS[name], args.prompt_tokens,
-                                     args.gen_tokens))
-            print(f"rep {rep + 1} {name}: done", file=sys.stderr, flush=True)
+        for model, variant in runs:
+            results[label[(model, variant)]].append(
+                run(model, VARIANTS[variant], args.prompt_tokens, args.gen_tokens))
+            print(f"rep {rep + 1} {label[(model, variant)]}: done", file=sys.stderr, flush=True)
 
     def median(name: str, key: str, index: int | None = None) -> float:
         values = [r[key] if index is None else r[key][index] for r in results[name]]
         return statistics.median(values)
 
-    print(f"{Path(args.model).name}, pp{args.prompt_tokens}+tg{args.gen_tokens}, {CORES} cores, "
+    print(f"{', '.join(Path(m).name for m in args.models)}, "
+          f"pp{args.prompt_tokens}+tg{args.gen_tokens}, {CORES} cores, "
           f"{args.reps} interleaved repetitions (medians)\n")
     print("| variant | load s | prefill tok/s | TTFT ms | decode tok/s | first-gen decode tok/s "
           "| decode vs baseline | prefill vs baseline |")

@@ -119,9 +119,12 @@ def write_checkpoint(shape: dict, hf_dir: Path, seed: int) -> None:
     del model
 
 
-def export(hf_dir: Path, out_dir: Path, cache: Path, ep: str = "cpu") -> None:
-    """int4 block 32 accuracy level 4 for the CPU (the catalog's CPU variants); fp16 for CUDA."""
-    precision = ["-p", "int4", "--extra_options", "block_size=32", "accuracy_level=4"]
+def export(hf_dir: Path, out_dir: Path, cache: Path, ep: str = "cpu", block_size: int = 32,
+           accuracy_level: int = 4) -> None:
+    """int4 block 32 accuracy level 4 for the CPU (the catalog's CPU variants; other values to
+    measure them, benchmarks/cpu_knobs.py); fp16 for CUDA."""
+    precision = ["-p", "int4", "--extra_options", f"block_size={block_size}",
+                 f"accuracy_level={accuracy_level}"]
     if ep == "cuda":
         precision = ["-p", "fp16"]
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
@@ -139,7 +142,7 @@ def export(hf_dir: Path, out_dir: Path, cache: Path, ep: str = "cpu") -> None:
     shutil.copy2(hf_dir / "chat_template.jinja", out_dir / "chat_template.jinja")
 
 
-def build(name: str, shape: dict, seed: int, ep: str = "cpu") -> Path:
+def build(name: str, shape: dict, seed: int, ep: str = "cpu", **quantization: int) -> Path:
     out_dir = MODELS_DIR / name
     work = Path(tempfile.mkdtemp(prefix=f"agentic-onnx-{name}-", dir=MODELS_DIR))
     try:
@@ -147,7 +150,7 @@ def build(name: str, shape: dict, seed: int, ep: str = "cpu") -> Path:
         hf_dir.mkdir()
         log(f"{name}: {shape}")
         write_checkpoint(shape, hf_dir, seed)
-        export(hf_dir, stage, work / "cache", ep)
+        export(hf_dir, stage, work / "cache", ep, **quantization)
         (stage / "shape.json").write_text(json.dumps({"name": name, "vocab_size": VOCAB_SIZE,
                                                        "context_length": CONTEXT, **shape},
                                                       indent=2) + "\n", encoding="utf-8")
@@ -171,12 +174,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--ep", choices=("cpu", "cuda"), default="cpu",
                         help="the variant to export (cuda: fp16, for a GPU machine)")
+    parser.add_argument("--block-size", type=int, default=32, help="int4 block size (CPU)")
+    parser.add_argument("--accuracy-level", type=int, default=4,
+                        help="int4 MatMulNBits compute: 4 int8, 0 the default (fp32)")
     args = parser.parse_args()
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    quantization = {"block_size": args.block_size, "accuracy_level": args.accuracy_level}
     if args.shape in ("all", "fast"):
-        build(args.name or "fast-shape", fast_shape(args.layers, args.hidden), args.seed, args.ep)
+        build(args.name or "fast-shape", fast_shape(args.layers, args.hidden), args.seed, args.ep,
+              **quantization)
     if args.shape in ("all", "phi3-mini"):
-        build(args.name or "phi3-mini-shape", PHI3_MINI, args.seed, args.ep)
+        build(args.name or "phi3-mini-shape", PHI3_MINI, args.seed, args.ep, **quantization)
     return 0
 
 
