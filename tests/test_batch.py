@@ -74,8 +74,13 @@ def test_a_closed_stream_leaves_the_others_whole():
 def test_what_may_share_a_generator():
     assert batchable(request("x")) and batchable(request("x", temperature=0.7))
     assert not batchable(request("x", temperature=0.7, seed=3))  # a seed replays alone
-    schema = ChatRequest.of([{"role": "user", "content": "x"}], adapter="lora")
-    assert not batchable(schema)
+    from agentic_onnx.core.answers.structured import json_mode
+    from agentic_onnx.core.answers.tool_spec import Tool
+
+    message = [{"role": "user", "content": "x"}]
+    assert not batchable(ChatRequest.of(message, adapter="lora"))
+    assert not batchable(ChatRequest.of(message, response_format=json_mode()))
+    assert not batchable(ChatRequest.of(message, tools=[Tool("f", "", {"type": "object"})]))
     assert batch_key(request("a", max_tokens=3)) == batch_key(request("b", max_tokens=9))
     assert batch_key(request("a", temperature=0.5)) != batch_key(request("a", temperature=0.6))
     model = loaded("tiny-phi3-fp32")

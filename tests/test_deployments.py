@@ -18,7 +18,7 @@ from agentic_onnx.router.deployments import (
     Endpoint,
     NoDeploymentError,
 )
-from agentic_onnx.router.errors import PrivacyError
+from agentic_onnx.router.errors import PrivacyError, ProviderError
 from agentic_onnx.router.rate_limits import Limit, RateLimitedError, RateLimiter
 
 from .fake_cloud import FakeOpenAI, status
@@ -389,3 +389,39 @@ def test_one_shot_runs_count_each_other_through_the_usage_log(tmp_path, fakes, h
     with pytest.raises(RateLimitedError):
         route(path)
     assert fakes[0].count == 1
+
+
+def test_a_client_error_shows_the_deployment_alive_and_a_limit_is_not_a_failure():
+    from agentic_onnx.router.deployments import counts_as_failure
+
+    assert counts_as_failure(ProviderError("p", "down", status=503, retryable=True))
+    assert not counts_as_failure(ProviderError("p", "bad request", status=400))
+    assert not counts_as_failure(RateLimitedError("p", "1 requests/min", 5.0))
+
+
+def test_max_wait_waits_for_room_instead_of_moving_on(tmp_path, hermetic_env):
+    from agentic_onnx.router.config_lookup import load_config
+    from agentic_onnx.router.rate_limits import ProviderLimits
+
+    config = pool_config(["http://127.0.0.1:9/v1"],
+                         rateLimit={"requestsPerMinute": 1, "maxWaitMs": 60000})
+    loaded = load_config(str(write_config(tmp_path, config)))
+    clock = Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    limits = ProviderLimits(loaded.config, RateLimiter(clock, history=lambda _: []), sleep)
+    limits.admit("pool", "served")
+    clock.now += 15
+    limits.admit("pool", "served")  # waits the 45 s until the first leaves the window
+    assert slept == [pytest.approx(45.0)]
+    config["providers"]["pool"]["rateLimit"]["maxWaitMs"] = 1000
+    short = ProviderLimits(load_config(str(write_config(tmp_path, config))).config,
+                           RateLimiter(clock, history=lambda _: []), sleep)
+    short.admit("pool", "served")
+    with pytest.raises(RateLimitedError):
+        short.admit("pool", "served")  # 60 s of waiting is more than 1 s: moves on
+    assert len(slept) == 1

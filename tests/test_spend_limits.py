@@ -194,6 +194,10 @@ def test_usage_shows_cloud_spend_against_the_budgets(hermetic_env, anthropic_fak
     human = run_cli("usage")
     assert "Budgets" in human.stdout and "alert reached" in human.stdout
     assert f"{expected['daily']:.2f}" in human.stdout
+    spend(9.0, False, timedelta(0))  # today's spend alone now crosses the monthly limit
+    monthly = json.loads(run_cli("usage", "--json").stdout)["budgets"][1]
+    assert (monthly["spent_usd"], monthly["state"]) == \
+        (pytest.approx(expected["monthly"] + 9.0), "limit_reached")
 
 
 def test_usage_without_budgets_says_nothing_about_them(hermetic_env, anthropic_fake,
