@@ -147,6 +147,7 @@ def test_device_0_on_the_cpu_is_the_cpu_and_a_negative_id_is_refused(genai):
     ["run", "-m", str(MODELS / MODEL), "-t", "Hi", "--device-id", "-1"],
     ["serve", "-m", str(MODELS / MODEL), "--device-id", "x"],
     ["serve", "-m", str(MODELS / MODEL), "--device-id", "0", "--device-id", "0"],
+    ["service", "start", "--device-id", "x"],  # refused before a background child starts
 ])
 def test_a_bad_device_id_exits_2_with_one_line(argv):
     from .conftest import run_cli

@@ -41,11 +41,9 @@ def test_command(
     from agentic_onnx.router.local_settings import local_settings
 
     out = current()
-    from agentic_onnx.router.service import discover
+    from agentic_onnx.router.service import service_for
 
-    # The resident service answers unless the command names its own EP, threads or GPU.
-    own = execution_provider != "auto" or threads is not None or device_id is not None
-    state = None if own else discover(not no_service)
+    state = service_for(not no_service, execution_provider, threads, device_id)
     if state is not None:
         from agentic_onnx.router.providers.service import smoke_test_via
 

@@ -73,12 +73,10 @@ def chat_command(
                             top_k=top_k, seed=seed, stop=stop)
     from agentic_onnx.router.local_settings import local_settings
 
-    from agentic_onnx.router.service import discover
+    from agentic_onnx.router.service import service_for
 
     out = output.current()
-    # The resident service answers unless the command names its own EP, threads or GPU.
-    own = execution_provider != "auto" or threads is not None or device_id is not None
-    state = None if own else discover(not no_service)
+    state = service_for(not no_service, execution_provider, threads, device_id)
     if state is not None:
         from agentic_onnx.router.remote_conversation import RemoteConversation
 

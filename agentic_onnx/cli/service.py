@@ -62,6 +62,9 @@ def start_command(
     command += [part for name in model or [] for part in ("--model", name)]
     command += ["--max-memory-gb", str(max_memory_gb)] if max_memory_gb is not None else []
     command += ["--threads", str(threads)] if threads is not None else []
+    from agentic_onnx.cli.serve import parse_device_ids
+
+    parse_device_ids(device_id or [])  # a bad value is exit 2 here, not a child that dies
     command += [part for value in device_id or [] for part in ("--device-id", value)]
     with open(log_path, "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,

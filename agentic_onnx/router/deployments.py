@@ -138,17 +138,17 @@ class DeploymentPool:
     @contextmanager
     def lease(self, endpoints: Sequence[Endpoint], strategy: str, breaker: BreakerSettings,
               exclude: Sequence[Endpoint] = ()) -> Iterator[Lease]:
-        """Acquire a deployment for one request; released as failed when the body raises a
-        ProviderError that counts against it (use `Lease.release` for the outcome)."""
+        """Acquire a deployment for one request, released when the body ends: as failed when it
+        raises a ProviderError that counts against the deployment."""
         lease = self.acquire(endpoints, strategy, breaker, exclude)
+        failed = False
         try:
             yield lease
         except ProviderError as error:
-            lease.release(failed=counts_as_failure(error))
+            failed = counts_as_failure(error)
             raise
-        except BaseException:
-            lease.release(failed=False)
-            raise
+        finally:
+            lease.release(failed=failed)
 
     def acquire(self, endpoints: Sequence[Endpoint], strategy: str, breaker: BreakerSettings,
                 exclude: Sequence[Endpoint] = ()) -> Lease:

@@ -74,7 +74,6 @@ class BudgetExceededError(AgenticError):
             f"{period} budget limit of ${limit_usd:g}, and no local provider is in the route.",
             f"Raise routing.costOptimization.budgetLimits.{period} in the config, or use a "
             "local provider (--provider onnx, --local-only).")
-        self.period, self.spent_usd, self.limit_usd = period, spent_usd, limit_usd
         self.details["budget"] = {"period": period, "spent_usd": round(spent_usd, 6),
                                   "limit_usd": limit_usd}
 

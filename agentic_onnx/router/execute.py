@@ -280,17 +280,20 @@ def _cloud_spend(notice: Notice) -> Callable[[Any], float]:
     """The usage log's cloud spend since a time, read once per time for this request; an
     unreadable log counts as no spend, its one-line error given once as a notice."""
     known: dict[Any, float] = {}
+    warned = False
 
     def spent(since: Any) -> float:
+        nonlocal warned
         from agentic_onnx.router.usage import UsageLogError, cloud_spend_usd
 
         if since not in known:
             try:
                 known[since] = cloud_spend_usd(since)
             except UsageLogError as error:
-                if "unreadable" not in known:
+                if not warned:
                     notice(error.one_line())
-                known[since] = known["unreadable"] = 0.0
+                    warned = True
+                known[since] = 0.0
         return known[since]
     return spent
 
@@ -352,9 +355,11 @@ class _UsageLogger:
              request: ChatRequest) -> Iterator[StreamEvent]:
         outcome, error_text = "error", None
         try:
+            first = True
             for event in executor.stream():
-                if run.deployment is None:  # known once the answer streams (a gateway's header)
+                if first:  # the deployment is chosen before the first event (a gateway's header)
                     self._answered_by(provider_for(response.provider), response, run)
+                    first = False
                 yield event
             provider = provider_for(response.provider)
             self._answered_by(provider, response, run)

@@ -84,6 +84,14 @@ def read_state() -> ServiceState | None:
     return state
 
 
+def service_for(use_service: bool, execution_provider: str = "auto", threads: int | None = None,
+                device_id: int | None = None) -> ServiceState | None:
+    """The service that answers a local command: the running one, unless the command names its
+    own EP, threads or GPU (then it runs in process, as asked)."""
+    own = execution_provider != "auto" or threads is not None or device_id is not None
+    return None if own else discover(use_service)
+
+
 def discover(use_service: bool = True) -> ServiceState | None:
     """The running service, or None (none registered, disabled, or its process is gone: then
     the stale file is removed)."""

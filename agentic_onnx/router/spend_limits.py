@@ -92,12 +92,12 @@ class Budget:
         return "ok"
 
 
-def budgets(config: Any, now: datetime | None = None) -> list[Budget]:
+def budgets(config: Any) -> list[Budget]:
     """The periods with an alert or a limit set (budgetAlerts, budgetLimits), daily first."""
     settings = _settings(config)
     alerts, limits = settings.get("budgetAlerts"), settings.get("budgetLimits")
     alerts, limits = (value if isinstance(value, dict) else {} for value in (alerts, limits))
-    now = now or datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
     starts = {"daily": now.replace(hour=0, minute=0, second=0, microsecond=0),
               "monthly": now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)}
     found = [Budget(period, starts[period], _usd(alerts.get(period)), _usd(limits.get(period)))

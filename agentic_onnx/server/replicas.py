@@ -78,7 +78,7 @@ class ModelReplicas:
         each copy's own under `workers`."""
         parts = [replica.status() for replica in self.replicas]
         summed = {key: sum(part[key] for part in parts)
-                  for key in ("running", "waiting", "max_queue", "cancelled")}
+                  for key in ("running", "waiting", "max_queue", "cancelled", "batched")}
         return {"id": self.model_id, **summed, "kv_cache": _summed_kv(parts),
                 "workers": [_worker_row(part) for part in parts]}
 

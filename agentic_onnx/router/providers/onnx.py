@@ -44,10 +44,9 @@ class OnnxProvider(Provider):
         thread count or GPU of its own) the service's ServiceProvider. `device_id`: the
         command's --device-id."""
         from agentic_onnx.router.local_settings import LocalSettings
-        from agentic_onnx.router.service import discover
+        from agentic_onnx.router.service import service_for
 
-        explicit = execution_provider != "auto" or threads is not None or device_id is not None
-        state = None if explicit else discover(use_service)
+        state = service_for(use_service, execution_provider, threads, device_id)
         if state is not None:
             from agentic_onnx.router.providers.service import ServiceProvider
 

@@ -27,7 +27,7 @@ from agentic_onnx.router.deployments import (
     endpoints_for,
 )
 from agentic_onnx.router.provider_kinds import is_loopback_url
-from agentic_onnx.router.errors import MissingKeyError, ProviderError
+from agentic_onnx.router.errors import MissingKeyError, PrivacyError, ProviderError
 from agentic_onnx.router.providers.base import Provider, refuse_images
 from agentic_onnx.router.providers.http import (
     RETRYABLE_STATUSES,
@@ -102,8 +102,6 @@ class OpenAICompatProvider(Provider):
         if self.needs_key and not all(e.api_key for e in self._endpoints):
             raise MissingKeyError(self.name, self._target.key_env_var or "OPENAI_API_KEY")
         if not self._endpoints:
-            from agentic_onnx.router.errors import PrivacyError
-
             raise PrivacyError(f"{self.name} has no local deployment for a private request.",
                                "Mark a loopback (or trustedHosts) deployment local, or route "
                                "private requests elsewhere.")
@@ -126,12 +124,14 @@ class OpenAICompatProvider(Provider):
                     raise failure from None
                 raise
             self.deployment = lease.endpoint
-            output = False
+            output, tokens = False, 0
             try:
                 for event in self._stream_from(lease.endpoint, request):
                     if not output and isinstance(event, (TextDelta, ToolCallDelta)):
                         output = True
                         lease.first_output()
+                    elif isinstance(event, Usage):
+                        tokens = event.prompt_tokens + event.completion_tokens
                     yield event
             except ProviderError as error:
                 lease.release(failed=counts_as_failure(error))
@@ -144,7 +144,7 @@ class OpenAICompatProvider(Provider):
             except BaseException:
                 lease.release(failed=False)
                 raise
-            lease.release(failed=False, tokens=self._last_tokens)
+            lease.release(failed=False, tokens=tokens)
             return
 
     def embed(self, texts: Sequence[str], model: str, *, dimensions: int | None = None,
@@ -158,12 +158,10 @@ class OpenAICompatProvider(Provider):
                                          input_type)
             body = post_json(self._client, self._target, f"{lease.endpoint.url}/embeddings",
                              self._request_headers(lease.endpoint), payload)
-            lease.release(failed=False)
         return parse_embeddings(body, len(texts), self._target, dimensions)
 
     def _stream_from(self, endpoint: Endpoint, request: ChatRequest) -> Iterator[StreamEvent]:
         parser = _ChunkStream(self._target)
-        self._last_tokens = 0
         events = sse_events(self._client, self._target, f"{endpoint.url}/chat/completions",
                             self._request_headers(endpoint), self._payload(request, endpoint))
         with closing(events):
@@ -171,10 +169,7 @@ class OpenAICompatProvider(Provider):
                 yield from parser.feed(sse.data)
                 if parser.done:
                     break
-        for event in parser.finish():
-            if isinstance(event, Usage):
-                self._last_tokens = event.prompt_tokens + event.completion_tokens
-            yield event
+        yield from parser.finish()
         self.reported_cost_usd = parser.cost_usd
 
     def _request_headers(self, endpoint: Endpoint) -> dict[str, str]:
