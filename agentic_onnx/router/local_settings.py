@@ -29,7 +29,6 @@ class LocalSettings:
 
 
 def local_settings(execution_provider: str = "auto", threads: int | None = None,
-                   config_path: str | None = None,
                    on_notice: Notice | None = None,
                    device_id: int | None = None) -> LocalSettings:
     """The settings for a command that loads a local model itself. The config's local entry is
@@ -38,7 +37,7 @@ def local_settings(execution_provider: str = "auto", threads: int | None = None,
     from agentic_onnx.router.config_lookup import load_config, new_warnings
     from agentic_onnx.router.secrets import redact
 
-    loaded = load_config(config_path)
+    loaded = load_config()
     for warning in new_warnings(loaded) if on_notice is not None else ():
         on_notice(redact(warning))
     config = loaded.config
